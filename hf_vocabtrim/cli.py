@@ -31,13 +31,18 @@ def load_causal_lm(source: str, gguf_file: str | None = None, dtype: str = "floa
 
 
 def _add_data_args(parser: argparse.ArgumentParser, flag: str = "--data", required: bool = True) -> None:
-    parser.add_argument(flag, required=required, help="chat data: .json/.jsonl/.parquet/.csv/.txt file, folder or "
-                                                       "Hub dataset id")
+    parser.add_argument(
+        flag, required=required, help="chat data: .json/.jsonl/.parquet/.csv/.txt file, folder or Hub dataset id"
+    )
     parser.add_argument("--split", default="train", help="dataset split (Hub / folder datasets)")
     parser.add_argument("--data-config", default=None, help="dataset configuration name (Hub datasets)")
     parser.add_argument("--streaming", action="store_true", help="stream the dataset instead of downloading it")
-    parser.add_argument("--format", default="auto", choices=["auto", "messages", "sharegpt", "pairs", "text"],
-                        help="layout of the rows (auto: from the column names)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "messages", "sharegpt", "pairs", "text"],
+        help="layout of the rows (auto: from the column names)",
+    )
     parser.add_argument("--messages-column", default="messages")
     parser.add_argument("--conversations-column", default="conversations")
     parser.add_argument("--prompt-column", default="prompt")
@@ -51,11 +56,23 @@ def _count(args: argparse.Namespace, data: str, tokenizer: Any) -> Any:
     from .counting import count_tokens
     from .data import ChatColumns, load_chats
 
-    columns = ChatColumns(messages=args.messages_column, conversations=args.conversations_column,
-                          prompt=args.prompt_column, response=args.response_column, system=args.system_column,
-                          text=args.text_column)
-    dataset = load_chats(data, split=args.split, streaming=args.streaming, fmt=args.format, columns=columns,
-                         max_examples=args.max_examples, data_config=args.data_config)
+    columns = ChatColumns(
+        messages=args.messages_column,
+        conversations=args.conversations_column,
+        prompt=args.prompt_column,
+        response=args.response_column,
+        system=args.system_column,
+        text=args.text_column,
+    )
+    dataset = load_chats(
+        data,
+        split=args.split,
+        streaming=args.streaming,
+        fmt=args.format,
+        columns=columns,
+        max_examples=args.max_examples,
+        data_config=args.data_config,
+    )
     return count_tokens(tokenizer, dataset, batch_size=args.batch_size, num_proc=args.num_proc, source=str(data))
 
 
@@ -63,8 +80,17 @@ def cmd_count(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer, args.gguf_file)
     counts = _count(args, args.data, tokenizer)
     counts.save(args.out)
-    print(json.dumps({"out": str(args.out), "conversations": counts.num_conversations, "tokens": counts.num_tokens,
-                      "distinct_ids": int((counts.counts > 0).sum()), "vocab_size": counts.vocab_size}))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "conversations": counts.num_conversations,
+                "tokens": counts.num_tokens,
+                "distinct_ids": int((counts.counts > 0).sum()),
+                "vocab_size": counts.vocab_size,
+            }
+        )
+    )
     return 0
 
 
@@ -82,9 +108,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         heldout = _count(args, args.eval_data, tokenizer)
     draft_config = load_draft_config(args.draft_config)
     latency_fit = json.loads(Path(args.latency_fit).read_text()) if args.latency_fit else None
-    summary = plan(counts, draft_config, args.out, alpha=args.alpha, min_coverage=args.min_coverage,
-                   k_min=args.k_min, k_max=args.k_max, n_trials=args.trials, seed=args.seed,
-                   context_length=args.context_length, heldout=heldout, latency_fit=latency_fit)
+    summary = plan(
+        counts,
+        draft_config,
+        args.out,
+        alpha=args.alpha,
+        min_coverage=args.min_coverage,
+        k_min=args.k_min,
+        k_max=args.k_max,
+        n_trials=args.trials,
+        seed=args.seed,
+        context_length=args.context_length,
+        heldout=heldout,
+        latency_fit=latency_fit,
+    )
     keys = ("k", "coverage", "heldout_coverage", "latency_reduction", "utility", "exact_k", "exact_utility", "tpe_gap")
     print(json.dumps({key: summary[key] for key in keys if key in summary}, indent=1))
     print(f"wrote {args.out}/summary.json, trials.json, pareto.json, trim_report.png")
@@ -102,12 +139,26 @@ def cmd_trim(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer or args.draft, args.gguf_file)
     draft = load_causal_lm(args.draft, args.gguf_file, args.dtype)
     settings = {"num_assistant_tokens": args.num_assistant_tokens}
-    model = trim_from_counts(draft, counts, k, tokenizer=tokenizer, assistant_settings=settings,
-                             trimming={"base_model": args.draft, "gguf_file": args.gguf_file})
+    model = trim_from_counts(
+        draft,
+        counts,
+        k,
+        tokenizer=tokenizer,
+        assistant_settings=settings,
+        trimming={"base_model": args.draft, "gguf_file": args.gguf_file},
+    )
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
-    print(json.dumps({"out": str(args.out), "k": k, "vocab_size": model.full_vocab_size,
-                      "coverage": model.config.trimming["coverage"]}))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "k": k,
+                "vocab_size": model.full_vocab_size,
+                "coverage": model.config.trimming["coverage"],
+            }
+        )
+    )
     return 0
 
 

@@ -48,8 +48,10 @@ def coverage_curve(counts: np.ndarray, order: np.ndarray) -> np.ndarray:
 def kept_ids_for_k(order: np.ndarray, k: int, num_forced: int = 0) -> np.ndarray:
     """The sorted ids kept at size k (the first k of ``order``)."""
     if not num_forced <= k <= len(order):
-        raise ValueError(f"k={k} is out of range: it must be in [{max(num_forced, 1)}, {len(order)}] "
-                         f"({num_forced} forced special tokens, V={len(order)}).")
+        raise ValueError(
+            f"k={k} is out of range: it must be in [{max(num_forced, 1)}, {len(order)}] "
+            f"({num_forced} forced special tokens, V={len(order)})."
+        )
     return np.sort(order[:k])
 
 

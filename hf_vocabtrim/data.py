@@ -12,9 +12,20 @@ import datasets
 
 Message = dict[str, str]
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "model": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
-                   "system": "system", "tool": "tool", "function": "tool", "observation": "tool"}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "function": "tool",
+    "observation": "tool",
+}
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
@@ -50,8 +61,10 @@ def detect_format(column_names: Iterable[str], columns: ChatColumns = ChatColumn
 
 def _to_messages(example: Mapping[str, Any], fmt: str, columns: ChatColumns) -> list[Message]:
     if fmt == "messages":
-        return [{"role": str(m["role"]), "content": "" if m.get("content") is None else str(m["content"])}
-                for m in example[columns.messages]]
+        return [
+            {"role": str(m["role"]), "content": "" if m.get("content") is None else str(m["content"])}
+            for m in example[columns.messages]
+        ]
     if fmt == "sharegpt":
         out = []
         for turn in example[columns.conversations]:
@@ -98,8 +111,11 @@ def load_chats(
         else:  # a local dataset folder or a Hub dataset id
             dataset = datasets.load_dataset(str(source), data_config, split=split, streaming=streaming)
     if max_examples is not None:
-        dataset = dataset.take(max_examples) if isinstance(dataset, datasets.IterableDataset) else (
-            dataset.select(range(min(max_examples, len(dataset)))))
+        dataset = (
+            dataset.take(max_examples)
+            if isinstance(dataset, datasets.IterableDataset)
+            else (dataset.select(range(min(max_examples, len(dataset)))))
+        )
     column_names = dataset.column_names
     if column_names is None:  # some streaming datasets only know their columns after the first row
         column_names = list(next(iter(dataset)).keys())
@@ -107,6 +123,9 @@ def load_chats(
     if fmt not in {"messages", "sharegpt", "pairs", "text"}:
         raise ValueError(f"fmt must be auto, messages, sharegpt, pairs or text, got {fmt!r}.")
     if fmt == "text":
-        return dataset.select_columns([columns.text]).rename_column(columns.text, "text") if columns.text != "text" \
+        return (
+            dataset.select_columns([columns.text]).rename_column(columns.text, "text")
+            if columns.text != "text"
             else dataset.select_columns(["text"])
+        )
     return dataset.map(lambda ex: {"messages": _to_messages(ex, fmt, columns)}, remove_columns=list(column_names))

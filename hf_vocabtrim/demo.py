@@ -24,19 +24,28 @@ from .tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
 
 def train_tiny_target(tokenizer: Any, chats: list[dict[str, Any]], steps: int = 150, seed: int = 0) -> Any:
     """A tiny Llama fitted on ``chats`` for a few seconds on the CPU (so the demo's outputs are in-domain)."""
-    model = tiny_causal_lm("llama", len(tokenizer), seed=seed, eos_token_id=tokenizer.eos_token_id,
-                           hidden_size=64, intermediate_size=128, tie_word_embeddings=True)
+    model = tiny_causal_lm(
+        "llama",
+        len(tokenizer),
+        seed=seed,
+        eos_token_id=tokenizer.eos_token_id,
+        hidden_size=64,
+        intermediate_size=128,
+        tie_word_embeddings=True,
+    )
     texts = [tokenizer.apply_chat_template(c["messages"], tokenize=False) for c in chats]
-    ids = tokenizer(texts, add_special_tokens=False, padding="max_length", truncation=True, max_length=96,
-                    return_tensors="pt")
+    ids = tokenizer(
+        texts, add_special_tokens=False, padding="max_length", truncation=True, max_length=96, return_tensors="pt"
+    )
     labels = ids["input_ids"].masked_fill(ids["attention_mask"] == 0, -100)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for _ in tqdm(range(steps), desc="training the tiny target", unit="step"):
         batch = torch.randint(0, len(texts), (16,), generator=generator)
-        loss = model(input_ids=ids["input_ids"][batch], attention_mask=ids["attention_mask"][batch],
-                     labels=labels[batch]).loss
+        loss = model(
+            input_ids=ids["input_ids"][batch], attention_mask=ids["attention_mask"][batch], labels=labels[batch]
+        ).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -62,8 +71,16 @@ def run_demo(out_dir: str | Path = "vocabtrim_demo", n_prompts: int = 8, max_new
     target = train_tiny_target(tokenizer, calibration)
     target.save_pretrained(out / "target")
     tokenizer.save_pretrained(out / "target")
-    summary = plan(counts, load_draft_config(out / "target"), out / "optimize", alpha=0.5, min_coverage=0.95,
-                   n_trials=30, heldout=held_counts, generation_config=target.generation_config)
+    summary = plan(
+        counts,
+        load_draft_config(out / "target"),
+        out / "optimize",
+        alpha=0.5,
+        min_coverage=0.95,
+        n_trials=30,
+        heldout=held_counts,
+        generation_config=target.generation_config,
+    )
     draft = AutoModelForCausalLM.from_pretrained(out / "target").eval()  # a self-draft: same weights as the target
     trimmed = trim_from_counts(draft, counts, summary["k"], tokenizer=tokenizer, target=target)
     trimmed.save_pretrained(out / "trimmed_draft")
@@ -73,9 +90,12 @@ def run_demo(out_dir: str | Path = "vocabtrim_demo", n_prompts: int = 8, max_new
     equal = 0
     times = {"target": 0.0, "assisted": 0.0}
     for chat in tqdm(heldout[:n_prompts], desc="assisted generation", unit="prompt"):
-        prompt = tokenizer.apply_chat_template(chat["messages"][:-1] if chat["messages"][-1]["role"] == "assistant"
-                                               else chat["messages"], add_generation_prompt=True, return_dict=True,
-                                               return_tensors="pt")
+        prompt = tokenizer.apply_chat_template(
+            chat["messages"][:-1] if chat["messages"][-1]["role"] == "assistant" else chat["messages"],
+            add_generation_prompt=True,
+            return_dict=True,
+            return_tensors="pt",
+        )
         kwargs = {**prompt, "max_new_tokens": max_new_tokens, "do_sample": False}
         t0 = time.perf_counter()
         reference = target.generate(**kwargs)
@@ -86,10 +106,18 @@ def run_demo(out_dir: str | Path = "vocabtrim_demo", n_prompts: int = 8, max_new
         if not torch.equal(reference, assisted):
             raise AssertionError(f"assisted output differs from the target's for prompt {chat['messages'][0]}")
         equal += 1
-    result = {"k": summary["k"], "vocab_size": summary["vocab_size"], "coverage": summary["coverage"],
-              "heldout_coverage": summary["heldout_coverage"], "latency_reduction": summary["latency_reduction"],
-              "exact_k": summary["exact_k"], "tpe_gap": summary["tpe_gap"],
-              "assisted_equals_target": f"{equal}/{n_prompts}", "seconds": times, "out": str(out)}
+    result = {
+        "k": summary["k"],
+        "vocab_size": summary["vocab_size"],
+        "coverage": summary["coverage"],
+        "heldout_coverage": summary["heldout_coverage"],
+        "latency_reduction": summary["latency_reduction"],
+        "exact_k": summary["exact_k"],
+        "tpe_gap": summary["tpe_gap"],
+        "assisted_equals_target": f"{equal}/{n_prompts}",
+        "seconds": times,
+        "out": str(out),
+    }
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return result

@@ -13,8 +13,25 @@ from typing import Any
 
 import numpy as np
 
-GATED = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gemma3", "phi3", "mixtral",
-         "qwen2_moe", "qwen3_moe", "olmo", "olmo2", "granite", "smollm3", "cohere"}
+GATED = {
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "gemma3",
+    "phi3",
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "olmo",
+    "olmo2",
+    "granite",
+    "smollm3",
+    "cohere",
+}
 NON_GATED = {"gpt2", "gpt_neox", "gpt_bigcode", "starcoder2", "phi"}
 SUPPORTED = sorted(GATED | NON_GATED)
 
@@ -74,7 +91,7 @@ def _mlp_flops(config: Any, layer: int, hidden: int, gated: bool) -> float:
         return (3 if gated else 2) * 2 * hidden * inter
     active = _get(config, "num_experts_per_tok")
     inter = _get(config, "moe_intermediate_size", "intermediate_size")
-    flops = active * 3 * 2 * hidden * inter + 2 * hidden * n_experts  # active experts + router
+    flops = active * 3 * 2 * hidden * inter + 2 * hidden * int(n_experts or 0)  # active experts + router
     shared = getattr(config, "shared_expert_intermediate_size", None)
     if shared:  # qwen2_moe: a shared gated expert and its scalar gate
         flops += 3 * 2 * hidden * shared + 2 * hidden

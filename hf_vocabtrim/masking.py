@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -62,9 +62,7 @@ def _locate_spans(text: str, messages: Sequence[dict[str, str]]) -> list[Span]:
     return spans
 
 
-def render_batch_with_spans(
-    tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]]
-) -> list[tuple[str, list[Span]]]:
+def render_batch_with_spans(tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]]) -> list[tuple[str, list[Span]]]:
     """Render chats with the tokenizer's template (one call); return each text with its assistant character spans."""
     template = _require_template(tokenizer)
     chats = [list(chat) for chat in chats]
@@ -73,12 +71,15 @@ def render_batch_with_spans(
     if _GENERATION_TAG.search(template):
         from transformers.utils.chat_template_utils import render_jinja_template
 
-        rendered, indices = render_jinja_template(
-            conversations=chats, chat_template=template, return_assistant_tokens_mask=True,
+        result: Any = render_jinja_template(
+            conversations=cast(Any, chats),
+            chat_template=template,
+            return_assistant_tokens_mask=True,
             **tokenizer.special_tokens_map,
         )
+        rendered, indices = result
         return [(text, [(int(s), int(e)) for s, e in spans if e > s]) for text, spans in zip(rendered, indices)]
-    texts = tokenizer.apply_chat_template(chats, tokenize=False)
+    texts: list[str] = tokenizer.apply_chat_template(chats, tokenize=False)
     return [(text, _locate_spans(text, chat)) for text, chat in zip(texts, chats)]
 
 

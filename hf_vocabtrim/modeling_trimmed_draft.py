@@ -46,17 +46,22 @@ class ScatterToFullVocabLogitsProcessor(LogitsProcessor):
         self.kept_ids = kept_ids
         self.vocab_size = vocab_size
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        k = self.kept_ids.numel()
-        if scores.shape[-1] == self.vocab_size:
-            return scores  # already in target-id space (e.g. k == V, or called twice)
-        if scores.shape[-1] != k:
-            raise ValueError(
-                f"ScatterToFullVocabLogitsProcessor: scores have width {scores.shape[-1]}, expected the draft's "
-                f"k={k} (or V={self.vocab_size}); this processor belongs to the trimmed draft's own generate()."
-            )
-        full = scores.new_full((*scores.shape[:-1], self.vocab_size), float("-inf"))
-        return full.index_copy_(-1, self.kept_ids.to(scores.device), scores)
+    def __call__(self, input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
+        return scatter_to_full_vocab(scores, self.kept_ids, self.vocab_size)
+
+
+def scatter_to_full_vocab(scores: torch.Tensor, kept_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(..., k) scores over the kept ids -> (..., V) scores in target-id space, ``-inf`` outside the kept set."""
+    k = kept_ids.numel()
+    if scores.shape[-1] == vocab_size:
+        return scores  # already in target-id space (e.g. k == V, or called twice)
+    if scores.shape[-1] != k:
+        raise ValueError(
+            f"scores have width {scores.shape[-1]}, expected the draft's k={k} (or V={vocab_size}); the k -> V "
+            "scatter belongs to the trimmed draft's own generate()."
+        )
+    full = scores.new_full((*scores.shape[:-1], vocab_size), float("-inf"))
+    return full.index_copy_(-1, kept_ids.to(scores.device), scores)
 
 
 def validate_kept_ids(kept_ids: torch.Tensor, vocab_size: int, field: str = "kept_ids") -> None:
@@ -74,9 +79,7 @@ def validate_kept_ids(kept_ids: torch.Tensor, vocab_size: int, field: str = "kep
         raise ValueError(f"`{field}` must be sorted ascending without duplicates.")
 
 
-def special_token_ids(
-    config: Any, generation_config: Any, tokenizer: Any | None
-) -> set[int]:
+def special_token_ids(config: Any, generation_config: Any, tokenizer: Any | None) -> set[int]:
     """Ids a draft must be able to emit: eos/pad/bos of config and generation config, the tokenizer's special
     tokens, and the added tokens that the chat template writes right after an assistant turn (end of turn)."""
     ids: set[int] = set()
@@ -114,6 +117,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
     """
 
     config_class = TrimmedDraftConfig
+    kept_ids: torch.Tensor
     base_model_prefix = "draft"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
@@ -201,7 +205,8 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         ids = ids.long()
         if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
             raise ValueError(
-                f"`keep_ids` has ids out of range [{int(ids.min())}, {int(ids.max())}]; valid ids are 0..{vocab_size - 1}."
+                f"`keep_ids` has ids out of range [{int(ids.min())}, {int(ids.max())}]; "
+                f"valid ids are 0..{vocab_size - 1}."
             )
         uniq = torch.unique(ids)
         if uniq.numel() != ids.numel():
@@ -232,7 +237,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             state[f"draft.{head_name}.bias"] = head.bias.detach().index_select(0, rows).clone()
         state["kept_ids"] = kept.to(head.weight.device)
         model.load_state_dict(state, strict=True, assign=True)
-        model.to(head.weight.device)
+        model.to(head.weight.device)  # type: ignore[arg-type]
 
         model.generation_config = copy.deepcopy(draft.generation_config)
         for key, value in {**DEFAULT_ASSISTANT_SETTINGS, **(assistant_settings or {})}.items():
@@ -251,11 +256,15 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             if config_dict.get("model_type") != TrimmedDraftConfig.model_type:
                 raise ValueError(
                     f"{pretrained_model_name_or_path} is not a trimmed draft (model_type="
-                    f"{config_dict.get('model_type')!r}). Build one with `TrimmedDraftModel.from_draft(draft, keep_ids)` "
+                    f"{config_dict.get('model_type')!r}). Build one with "
+                    "`TrimmedDraftModel.from_draft(draft, keep_ids)` "
                     "or `vocabtrim trim`, or load it with AutoModelForCausalLM."
                 )
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+        loaded: Any = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        model, info = loaded
         missing = [key for key in info.get("missing_keys", ()) if key.endswith("kept_ids") or "lm_head" in key]
         if missing:
             raise ValueError(
@@ -265,7 +274,9 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         try:
             validate_kept_ids(model.kept_ids, model.config.vocab_size)
         except ValueError as err:
-            raise ValueError(f"{pretrained_model_name_or_path}: corrupt id map: {err} Re-create it with `vocabtrim trim`.") from None
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: corrupt id map: {err} Re-create it with `vocabtrim trim`."
+            ) from None
         if model.kept_ids.numel() != model.config.draft_vocab_size:
             raise ValueError(
                 f"{pretrained_model_name_or_path}: corrupt id map: kept_ids has {model.kept_ids.numel()} ids but "
@@ -294,7 +305,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
 
     def to_full_vocab(self, logits: torch.Tensor) -> torch.Tensor:
         """Scatter k-wide draft logits (..., k) into target-id space (..., V), ``-inf`` outside the kept set."""
-        return ScatterToFullVocabLogitsProcessor(self.kept_ids, self.full_vocab_size)(None, logits)
+        return scatter_to_full_vocab(logits, self.kept_ids, self.full_vocab_size)
 
     def to_target_ids(self, draft_indices: torch.Tensor) -> torch.Tensor:
         """Map draft indices (0..k-1) to target token ids."""
@@ -325,9 +336,15 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
 
     def _get_logits_processor(self, *args: Any, **kwargs: Any) -> LogitsProcessorList:
         """The generation processors, with the k -> V scatter first so every other processor sees V-wide scores."""
-        processors = super()._get_logits_processor(*args, **kwargs)
+        processors = super()._get_logits_processor(*args, **kwargs)  # type: ignore[misc]
         processors.insert(0, ScatterToFullVocabLogitsProcessor(self.kept_ids, self.full_vocab_size))
         return processors
 
 
-__all__ = ["TrimmedDraftModel", "ScatterToFullVocabLogitsProcessor", "special_token_ids", "validate_kept_ids"]
+__all__ = [
+    "ScatterToFullVocabLogitsProcessor",
+    "TrimmedDraftModel",
+    "scatter_to_full_vocab",
+    "special_token_ids",
+    "validate_kept_ids",
+]

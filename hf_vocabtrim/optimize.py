@@ -8,7 +8,7 @@ every k) is reported beside TPE's pick, with the gap between them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -66,7 +66,9 @@ def check_bounds(curves: Curves, k_min: int, k_max: int, min_coverage: float) ->
         )
 
 
-def exact_optimum(objective: np.ndarray, curves: Curves, k_min: int, k_max: int, min_coverage: float) -> tuple[int, float]:
+def exact_optimum(
+    objective: np.ndarray, curves: Curves, k_min: int, k_max: int, min_coverage: float
+) -> tuple[int, float]:
     """The best feasible k by scanning every k in [k_min, k_max] (ties: smallest k)."""
     check_bounds(curves, k_min, k_max, min_coverage)
     ks = np.arange(k_min, k_max + 1)
@@ -104,16 +106,26 @@ def tpe_optimum(
     def constraints(trial: optuna.trial.FrozenTrial) -> tuple[float]:
         return (float(trial.user_attrs["constraint"]),)
 
-    sampler = (optuna.samplers.TPESampler(seed=seed) if native
-               else optuna.samplers.TPESampler(seed=seed, constraints_func=constraints))
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if native
+        else optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(run, n_trials=n_trials, show_progress_bar=progress)
-    trials = []
+    trials: list[dict[str, Any]] = []
     for t in study.trials:
         k = int(t.params["k"])
-        trials.append({"number": t.number, "k": k, "value": float(t.value), "coverage": float(curves.coverage[k]),
-                       "latency_reduction": float(curves.latency_reduction[k]),
-                       "feasible": bool(t.user_attrs["constraint"] <= 0)})
+        trials.append(
+            {
+                "number": t.number,
+                "k": k,
+                "value": float(cast(float, t.value)),
+                "coverage": float(curves.coverage[k]),
+                "latency_reduction": float(curves.latency_reduction[k]),
+                "feasible": bool(t.user_attrs["constraint"] <= 0),
+            }
+        )
     feasible = [t for t in trials if t["feasible"]]
     if not feasible:
         raise ValueError(f"TPE found no k with coverage >= {min_coverage} in {n_trials} trials; add --trials.")
@@ -153,5 +165,7 @@ def pareto_front(curves: Curves, k_min: int, k_max: int, max_points: int = 400) 
     if len(front) > max_points:
         picks = np.unique(np.geomspace(1, len(front), max_points).astype(int) - 1)
         front = front[picks]
-    return [{"k": int(k), "coverage": float(curves.coverage[k]),
-             "latency_reduction": float(curves.latency_reduction[k])} for k in front]
+    return [
+        {"k": int(k), "coverage": float(curves.coverage[k]), "latency_reduction": float(curves.latency_reduction[k])}
+        for k in front
+    ]

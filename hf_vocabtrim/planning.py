@@ -94,8 +94,12 @@ def write_report(
     utility = curves.utility(alpha)
 
     def point(k: int) -> dict[str, Any]:
-        row = {"k": k, "coverage": float(curves.coverage[k]), "latency_reduction": float(curves.latency_reduction[k]),
-               "utility": float(utility[k])}
+        row = {
+            "k": k,
+            "coverage": float(curves.coverage[k]),
+            "latency_reduction": float(curves.latency_reduction[k]),
+            "utility": float(utility[k]),
+        }
         if curves.heldout_coverage is not None:
             row["heldout_coverage"] = float(curves.heldout_coverage[k])
         return row
@@ -129,9 +133,15 @@ def write_report(
     (out / "trials.json").write_text(json.dumps(choice.trials, indent=1))
     front = pareto_front(curves, choice.k_min, choice.k_max)
     (out / "pareto.json").write_text(json.dumps(front, indent=1))
-    plot_choice(curves, choice, objective, front, out / "trim_report.png",
-                title=f"{draft_config.model_type} draft, V={vocab:,}: k={choice.k:,} "
-                      f"(C={curves.coverage[choice.k]:.3f}, R={curves.latency_reduction[choice.k]:.3f})")
+    plot_choice(
+        curves,
+        choice,
+        objective,
+        front,
+        out / "trim_report.png",
+        title=f"{draft_config.model_type} draft, V={vocab:,}: k={choice.k:,} "
+        f"(C={curves.coverage[choice.k]:.3f}, R={curves.latency_reduction[choice.k]:.3f})",
+    )
     return summary
 
 
@@ -159,17 +169,37 @@ def plan(
             f"tokenizer/vocabulary mismatch: the counts cover {counts.vocab_size} ids but the draft has V={vocab}."
         )
     forced = forced_ids(counts, draft_config, generation_config)
-    curves, _ = build_curves(counts, draft_config, forced, context_length=context_length, heldout=heldout,
-                             latency_fit=latency_fit)
+    curves, _ = build_curves(
+        counts, draft_config, forced, context_length=context_length, heldout=heldout, latency_fit=latency_fit
+    )
     k_min = max(len(forced), 1, min(256, vocab)) if k_min is None else k_min
     if k_min < len(forced):
         raise ValueError(f"k_min={k_min} is below the {len(forced)} special tokens that are always kept.")
     objective = curves.utility(alpha)
-    choice = choose_k(objective, curves, objective_name="utility", k_min=k_min, k_max=k_max or vocab,
-                      min_coverage=min_coverage, n_trials=n_trials, seed=seed, progress=progress)
+    choice = choose_k(
+        objective,
+        curves,
+        objective_name="utility",
+        k_min=k_min,
+        k_max=k_max or vocab,
+        min_coverage=min_coverage,
+        n_trials=n_trials,
+        seed=seed,
+        progress=progress,
+    )
     extra = {"latency_model": "measured fit" if latency_fit else "flops", "latency_fit": latency_fit}
-    return write_report(out_dir, curves, choice, objective, alpha=alpha, counts=counts, draft_config=draft_config,
-                        forced=forced, context_length=context_length, extra=extra)
+    return write_report(
+        out_dir,
+        curves,
+        choice,
+        objective,
+        alpha=alpha,
+        counts=counts,
+        draft_config=draft_config,
+        forced=forced,
+        context_length=context_length,
+        extra=extra,
+    )
 
 
 def trim_from_counts(
@@ -193,10 +223,19 @@ def trim_from_counts(
     forced |= {i for i in special_token_ids(config, draft.generation_config, tokenizer) if 0 <= i < vocab}
     order = rank_ids(counts.counts, sorted(forced), vocab_size=vocab)
     if not len(forced) <= k <= vocab:
-        raise ValueError(f"k={k} is out of range: it must be in [{max(len(forced), 1)}, {vocab}] "
-                         f"({len(forced)} special tokens are always kept, V={vocab}).")
+        raise ValueError(
+            f"k={k} is out of range: it must be in [{max(len(forced), 1)}, {vocab}] "
+            f"({len(forced)} special tokens are always kept, V={vocab})."
+        )
     kept = np.sort(order[:k])
     coverage = float(coverage_curve(counts.counts, order)[k])
     info = {"k": k, "vocab_size": vocab, "coverage": coverage, "counts": counts.metadata, **(trimming or {})}
-    return TrimmedDraftModel.from_draft(draft, kept, tokenizer=tokenizer, target=target, keep_special_tokens=False,
-                                        trimming=info, assistant_settings=assistant_settings)
+    return TrimmedDraftModel.from_draft(
+        draft,
+        kept,
+        tokenizer=tokenizer,
+        target=target,
+        keep_special_tokens=False,
+        trimming=info,
+        assistant_settings=assistant_settings,
+    )

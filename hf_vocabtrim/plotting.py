@@ -50,11 +50,22 @@ def plot_choice(
     fr = [p["latency_reduction"] for p in front]
     right.plot(fr, fc, color="tab:purple", label="Pareto front (all k)")
     trials = [t for t in choice.trials]
-    right.scatter([t["latency_reduction"] for t in trials], [t["coverage"] for t in trials],
-                  c=["tab:green" if t["feasible"] else "lightgray" for t in trials], s=14,
-                  label="TPE trials (gray: infeasible)")
-    right.scatter([curves.latency_reduction[choice.k]], [curves.coverage[choice.k]], marker="*", s=220,
-                  color="tab:red", zorder=5, label=f"chosen k = {choice.k:,}")
+    right.scatter(
+        [t["latency_reduction"] for t in trials],
+        [t["coverage"] for t in trials],
+        c=["tab:green" if t["feasible"] else "lightgray" for t in trials],
+        s=14,
+        label="TPE trials (gray: infeasible)",
+    )
+    right.scatter(
+        [curves.latency_reduction[choice.k]],
+        [curves.coverage[choice.k]],
+        marker="*",
+        s=220,
+        color="tab:red",
+        zorder=5,
+        label=f"chosen k = {choice.k:,}",
+    )
     right.axhline(choice.min_coverage, color="gray", ls=":")
     right.set_xlabel("latency reduction R(k) (1 - FLOPs(k)/FLOPs(V))")
     right.set_ylabel("coverage C(k)")

@@ -9,7 +9,8 @@ import random
 from typing import Any
 
 CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -37,15 +38,23 @@ def demo_chats(n: int = 240, seed: int = 0) -> list[dict[str, Any]]:
     chats = []
     for i in range(n):
         t, a = rng.choice(_TOPICS), rng.choice(_ACTIONS)
-        answer = rng.choice(_PROSE).format(a=a, t=t) + "\n```python\n" + rng.choice(_SNIPPETS).format(
-            a=a, t=t, T=t.capitalize()) + "```"
-        messages = [{"role": "user", "content": f"How do I {a} {t} in Python?"},
-                    {"role": "assistant", "content": answer}]
+        answer = (
+            rng.choice(_PROSE).format(a=a, t=t)
+            + "\n```python\n"
+            + rng.choice(_SNIPPETS).format(a=a, t=t, T=t.capitalize())
+            + "```"
+        )
+        messages = [
+            {"role": "user", "content": f"How do I {a} {t} in Python?"},
+            {"role": "assistant", "content": answer},
+        ]
         if i % 3 == 0:
             messages = [{"role": "system", "content": "You are a concise coding assistant."}, *messages]
         if i % 4 == 0:
-            messages += [{"role": "user", "content": "Thanks! And the test?"},
-                         {"role": "assistant", "content": f"def test_{a}():\n    assert {a}_{t}([2, 1]) == [1, 2]"}]
+            messages += [
+                {"role": "user", "content": "Thanks! And the test?"},
+                {"role": "assistant", "content": f"def test_{a}():\n    assert {a}_{t}([2, 1]) == [1, 2]"},
+            ]
         chats.append({"messages": messages})
     return chats
 
@@ -58,28 +67,53 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     corpus = [m["content"] for chat in demo_chats(400, seed=1) for m in chat["messages"]]
     backend.train_from_iterator(itertools.chain(corpus, ["<|im_start|>assistant\n", "user\nsystem\n"]), trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None,
-        unk_token=None, chat_template=CHATML_TEMPLATE, additional_special_tokens=["<|im_start|>"],
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        chat_template=CHATML_TEMPLATE,
+        additional_special_tokens=["<|im_start|>"],
     )
 
 
 # initializer_range is raised where the default gives a random model that repeats one token forever.
-_BASE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-         "intermediate_size": 64, "max_position_embeddings": 256}
+_BASE = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 256,
+}
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "llama": {**_BASE, "tie_word_embeddings": False},
     "qwen2": {**_BASE, "tie_word_embeddings": True, "initializer_range": 0.2},
     "qwen3": {**_BASE, "head_dim": 8, "tie_word_embeddings": True, "initializer_range": 0.2},
     "mistral": {**_BASE, "sliding_window": 64},
-    "gemma2": {**_BASE, "head_dim": 8, "final_logit_softcapping": 5.0, "query_pre_attn_scalar": 8,
-               "sliding_window": 64},
-    "gemma3_text": {**_BASE, "head_dim": 8, "final_logit_softcapping": 5.0, "query_pre_attn_scalar": 8,
-                    "sliding_window": 64},
+    "gemma2": {
+        **_BASE,
+        "head_dim": 8,
+        "final_logit_softcapping": 5.0,
+        "query_pre_attn_scalar": 8,
+        "sliding_window": 64,
+    },
+    "gemma3_text": {
+        **_BASE,
+        "head_dim": 8,
+        "final_logit_softcapping": 5.0,
+        "query_pre_attn_scalar": 8,
+        "sliding_window": 64,
+    },
     "phi3": {**_BASE, "pad_token_id": 0, "tie_word_embeddings": False},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 256, "initializer_range": 0.2},
 }
@@ -89,8 +123,13 @@ def tiny_config(model_type: str, vocab_size: int, eos_token_id: int = 2, **overr
     """A tiny transformers config of ``model_type`` with ``vocab_size`` ids."""
     from transformers import AutoConfig
 
-    kwargs = {**TINY_CONFIGS[model_type], "vocab_size": vocab_size, "eos_token_id": eos_token_id,
-              "bos_token_id": eos_token_id, **overrides}
+    kwargs = {
+        **TINY_CONFIGS[model_type],
+        "vocab_size": vocab_size,
+        "eos_token_id": eos_token_id,
+        "bos_token_id": eos_token_id,
+        **overrides,
+    }
     kwargs.setdefault("pad_token_id", eos_token_id)
     return AutoConfig.for_model(model_type, **kwargs)
 

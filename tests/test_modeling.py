@@ -17,8 +17,11 @@ def _prompts(tokenizer, n: int = 20) -> list[torch.Tensor]:
     prompts = []
     for chat in demo_chats(n, seed=3):
         messages = [m for m in chat["messages"] if m["role"] != "assistant"][:2]
-        prompts.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
-                                                     return_tensors="pt")["input_ids"])
+        prompts.append(
+            tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")[
+                "input_ids"
+            ]
+        )
     return prompts
 
 
@@ -33,7 +36,7 @@ class Recorder:
 
         def get_candidates(gen, input_ids, **kwargs):
             ids, logits = get(gen, input_ids, **kwargs)
-            recorder.candidates.append(ids[0, input_ids.shape[-1]:].clone())
+            recorder.candidates.append(ids[0, input_ids.shape[-1] :].clone())
             return ids, logits
 
         def update_candidate_strategy(gen, input_ids, scores, num_matches):
@@ -52,14 +55,19 @@ def test_greedy_assisted_equals_target_and_drafts_stay_in_kept_set(arch, tiny_to
     draft = tiny_causal_lm(arch, vocab, seed=0, eos_token_id=eos)  # same weights: long accepted runs
     cases = []
     for prompt in _prompts(tiny_tokenizer, 20):
-        kwargs = {"input_ids": prompt, "attention_mask": torch.ones_like(prompt), "max_new_tokens": 24,
-                  "do_sample": False}
+        kwargs = {
+            "input_ids": prompt,
+            "attention_mask": torch.ones_like(prompt),
+            "max_new_tokens": 24,
+            "do_sample": False,
+        }
         cases.append((kwargs, target.generate(**kwargs)))
     # keep every other id the target emits, plus a random half of the rest: some target tokens are not kept
-    emitted = torch.unique(torch.cat([ref[0, kw["input_ids"].shape[-1]:] for kw, ref in cases]))
+    emitted = torch.unique(torch.cat([ref[0, kw["input_ids"].shape[-1] :] for kw, ref in cases]))
     rest = torch.tensor(sorted(set(range(vocab)) - set(emitted.tolist())))
-    keep = torch.cat([emitted[::2], rest[torch.randperm(len(rest), generator=torch.Generator().manual_seed(1))]
-                      [: len(rest) // 2]])
+    keep = torch.cat(
+        [emitted[::2], rest[torch.randperm(len(rest), generator=torch.Generator().manual_seed(1))][: len(rest) // 2]]
+    )
     trimmed = TrimmedDraftModel.from_draft(draft, keep, tokenizer=tiny_tokenizer, target=target)
     kept = set(trimmed.kept_ids.tolist())
     recorder = Recorder(monkeypatch)
@@ -67,7 +75,7 @@ def test_greedy_assisted_equals_target_and_drafts_stay_in_kept_set(arch, tiny_to
     for kwargs, reference in cases:
         assisted = target.generate(**kwargs, assistant_model=trimmed)
         assert torch.equal(reference, assisted), f"{arch}: assisted greedy output differs from the target's"
-        emitted_outside += sum(t not in kept for t in reference[0, kwargs["input_ids"].shape[-1]:].tolist())
+        emitted_outside += sum(t not in kept for t in reference[0, kwargs["input_ids"].shape[-1] :].tolist())
     assert emitted_outside > 0, "the test must cover target tokens outside the kept set"
     drafted = torch.cat(recorder.candidates).tolist()
     assert drafted and set(drafted) <= kept
@@ -91,8 +99,14 @@ def test_draft_scores_are_base_logits_on_kept_ids_and_minus_inf_elsewhere(arch, 
     outside[trimmed.kept_ids] = False
     assert torch.isneginf(full[..., outside]).all()
     # generate(): scores are V-wide, in target-id space, and the draft's greedy picks the best kept id
-    out = trimmed.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=4, do_sample=False,
-                           output_scores=True, return_dict_in_generate=True)
+    out = trimmed.generate(
+        x,
+        attention_mask=torch.ones_like(x),
+        max_new_tokens=4,
+        do_sample=False,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
     first = out.scores[0][0]
     assert first.shape[-1] == vocab
     torch.testing.assert_close(first[trimmed.kept_ids], base[0, -1, trimmed.kept_ids])
@@ -122,8 +136,9 @@ def test_special_tokens_always_kept_and_head_untied(tiny_tokenizer):
     trimmed = TrimmedDraftModel.from_draft(draft, [100, 50, 70], tokenizer=tiny_tokenizer)
     kept = trimmed.kept_ids.tolist()
     assert kept == sorted(kept)
-    im_end, im_start, pad = (tiny_tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|im_start|>",
-                                                                                 "<|endoftext|>"))
+    im_end, im_start, pad = (
+        tiny_tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|im_start|>", "<|endoftext|>")
+    )
     assert {50, 70, 100, im_end, im_start, pad} <= set(kept)
     head, emb = trimmed.get_output_embeddings(), trimmed.get_input_embeddings()
     assert head.weight.shape == (len(kept), emb.weight.shape[1]) and emb.weight.shape[0] == vocab
@@ -138,12 +153,22 @@ def test_special_tokens_always_kept_and_head_untied(tiny_tokenizer):
 def test_save_load_round_trip(arch, tiny_tokenizer, tmp_path):
     vocab = len(tiny_tokenizer)
     draft = tiny_causal_lm(arch, vocab, seed=0, eos_token_id=tiny_tokenizer.eos_token_id)
-    trimmed = TrimmedDraftModel.from_draft(draft, range(10, 300), tokenizer=tiny_tokenizer,
-                                           trimming={"data": "demo"}, assistant_settings={"num_assistant_tokens": 7})
+    trimmed = TrimmedDraftModel.from_draft(
+        draft,
+        range(10, 300),
+        tokenizer=tiny_tokenizer,
+        trimming={"data": "demo"},
+        assistant_settings={"num_assistant_tokens": 7},
+    )
     trimmed.save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"config.json", "model.safetensors", "generation_config.json", "configuration_trimmed_draft.py",
-            "modeling_trimmed_draft.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "configuration_trimmed_draft.py",
+        "modeling_trimmed_draft.py",
+    } <= files
     config = TrimmedDraftConfig.from_pretrained(tmp_path)
     assert config.draft_vocab_size == trimmed.config.draft_vocab_size and config.vocab_size == vocab
     assert config.trimming == {"data": "demo"} and config.text_config.model_type == arch

@@ -1,0 +1,203 @@
+"""Per-token decode latency of a draft vs k, measured side by side in one run (random weights, KV cache, batch 1).
+
+For each draft shape the full-vocabulary draft and trimmed drafts (sharing its body) are timed in interleaved
+rounds; each round decodes ``--steps`` tokens after a ``--prompt``-token prefill (cache cropped back between rounds)
+and includes what generate() does per token after the forward: the k -> V scatter for trimmed drafts and argmax.
+The body alone (no LM head) is timed too, giving the head's share and the floor for each k:
+floor(k) = body + k/V * (full - body). Also prints the FLOPs model's predicted latency reduction R(k) beside the
+measured one.
+
+    python benchmarks/draft_latency.py --out results/draft_latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
+
+from hf_vocabtrim import TrimmedDraftModel
+from hf_vocabtrim.flops import decode_flops, latency_reduction
+from hf_vocabtrim.plotting import plot_latency
+
+SHAPES = {
+    "qwen2.5-0.5b": dict(
+        model_type="qwen2",
+        hidden_size=896,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        intermediate_size=4864,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+        max_position_embeddings=4096,
+    ),
+    "gemma-3-270m": dict(
+        model_type="gemma3_text",
+        hidden_size=640,
+        num_hidden_layers=18,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=256,
+        intermediate_size=2048,
+        vocab_size=262144,
+        sliding_window=512,
+        query_pre_attn_scalar=256,
+        tie_word_embeddings=True,
+        max_position_embeddings=4096,
+    ),
+    "tiny": dict(
+        model_type="llama",
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=8192,
+        max_position_embeddings=512,
+    ),
+}
+KS = [65536, 32768, 16384, 8192, 4096, 2048, 1024]
+
+
+def _cache_kwarg(model) -> str:
+    """transformers 5 names the KV cache argument ``cache``, 4.x ``past_key_values``."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+class _Body(torch.nn.Module):
+    """The draft without its LM head (for the body time)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        self.kw = _cache_kwarg(self.model)
+
+    def forward(self, input_ids, cache):
+        return self.model(input_ids=input_ids, use_cache=True, **{self.kw: cache}).last_hidden_state
+
+
+def _step_fn(model, kind: str, vocab: int):
+    if kind == "body":
+        body = _Body(model)
+        return lambda ids, cache: body(ids, cache)[:, -1].argmax(-1)
+    scatter = None if kind == "full" else model.to_full_vocab
+    kw = _cache_kwarg(model.draft if kind == "trimmed" else model)
+
+    def step(ids, cache):
+        logits = model(input_ids=ids, use_cache=True, **{kw: cache}).logits[:, -1].float()
+        if scatter is not None:
+            logits = scatter(logits)
+        return logits.argmax(-1)
+
+    return step
+
+
+def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, rounds: int) -> dict:
+    spec = dict(spec)
+    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    torch.manual_seed(0)
+    full = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
+    vocab = config.vocab_size
+    ks = [k for k in ks if k < vocab]
+    models = {"full": (full, "full"), "body": (full, "body")}
+    for k in ks:
+        models[k] = (
+            TrimmedDraftModel.from_draft(full, torch.randperm(vocab)[:k], keep_special_tokens=False).eval(),
+            "trimmed",
+        )
+    ids = torch.randint(0, vocab, (1, prompt))
+    caches, fns = {}, {}
+    with torch.no_grad():
+        for key, (model, kind) in models.items():
+            cache = DynamicCache(config=config)
+            fns[key] = _step_fn(model, kind, vocab)
+            fns[key](ids, cache)  # prefill
+            caches[key] = cache
+        samples: dict = {key: [] for key in models}
+        for _ in range(rounds):  # interleaved: every configuration once per round
+            for key in models:
+                cache, step = caches[key], fns[key]
+                token = torch.randint(0, vocab, (1, 1))
+                start = time.perf_counter()
+                for _ in range(steps):
+                    token = step(token, cache)[:, None]
+                samples[key].append((time.perf_counter() - start) * 1000 / steps)
+                cache.crop(-steps)  # back to the prompt (transformers 5: a negative count to drop)
+    med = {key: statistics.median(v) for key, v in samples.items()}
+    flops = decode_flops(config, context_length=prompt)
+    head_ms = med["full"] - med["body"]
+    rows = []
+    for k in [vocab, *ks]:
+        ms = med["full"] if k == vocab else med[k]
+        floor = med["body"] + k / vocab * head_ms
+        rows.append(
+            {
+                "k": k,
+                "ms": ms,
+                "speedup_vs_full": med["full"] / ms,
+                "floor_ms": floor,
+                "above_floor": ms / floor - 1.0,
+                "measured_R": 1.0 - ms / med["full"],
+                "flops_R": float(latency_reduction(flops, k, vocab)),
+            }
+        )
+    return {
+        "name": name,
+        "vocab_size": vocab,
+        "full_ms": med["full"],
+        "body_ms": med["body"],
+        "head_ms": head_ms,
+        "head_share_measured": head_ms / med["full"],
+        "head_share_flops": flops.lm_head / flops.total,
+        "rows": rows,
+        "rounds": rounds,
+        "steps_per_round": steps,
+        "prompt_tokens": prompt,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="+", default=["qwen2.5-0.5b", "gemma-3-270m"], choices=sorted(SHAPES))
+    parser.add_argument("--ks", nargs="+", type=int, default=KS)
+    parser.add_argument("--prompt", type=int, default=64, help="prompt tokens in the cache")
+    parser.add_argument("--steps", type=int, default=8, help="decode steps per timed round")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median taken)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", default="results/draft_latency")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.shapes:
+        print(f"== {name}: building and timing ({args.rounds} rounds x {args.steps} steps) ...", flush=True)
+        res = time_shape(name, SHAPES[name], args.ks, args.prompt, args.steps, args.rounds)
+        results.append(res)
+        print(
+            f"full {res['full_ms']:.1f} ms/token, body {res['body_ms']:.1f} ms, head share measured "
+            f"{res['head_share_measured']:.0%} / FLOPs {res['head_share_flops']:.0%}"
+        )
+        print(f"{'k':>8} {'ms':>8} {'x full':>7} {'floor ms':>9} {'vs floor':>9} {'R meas':>7} {'R flops':>8}")
+        for r in res["rows"]:
+            print(
+                f"{r['k']:>8} {r['ms']:>8.2f} {r['speedup_vs_full']:>7.2f} {r['floor_ms']:>9.2f} "
+                f"{r['above_floor']:>+9.1%} {r['measured_R']:>7.3f} {r['flops_R']:>8.3f}"
+            )
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": "float32", "device": "cpu"}
+    (out / "draft_latency.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    plot_latency(results, out / "draft_latency.png")
+    print(f"wrote {out}/draft_latency.json and draft_latency.png")
+
+
+if __name__ == "__main__":
+    main()

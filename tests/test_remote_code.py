@@ -1,0 +1,67 @@
+"""A saved trimmed draft loads with trust_remote_code=True in a Python where hf_vocabtrim cannot be imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from hf_vocabtrim import TrimmedDraftModel
+from hf_vocabtrim.tiny import tiny_causal_lm
+
+CHILD = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_vocabtrim" or name.startswith("hf_vocabtrim."):
+                raise ImportError("hf_vocabtrim is blocked in this process")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder, target_folder = sys.argv[1], sys.argv[2]
+    draft = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    target = AutoModelForCausalLM.from_pretrained(target_folder)
+    x = torch.tensor([[5, 9, 13, 21, 34]])
+    kw = dict(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=16, do_sample=False)
+    print(json.dumps({
+        "module": type(draft).__module__,
+        "hf_vocabtrim_loaded": any(m.startswith("hf_vocabtrim") for m in sys.modules),
+        "kept": draft.kept_ids.tolist(),
+        "equal": bool(torch.equal(target.generate(**kw), target.generate(**kw, assistant_model=draft))),
+    }))
+    """
+)
+
+
+def test_trust_remote_code_without_the_package(tmp_path):
+    target = tiny_causal_lm("qwen2", 200, seed=0)
+    draft = tiny_causal_lm("qwen2", 200, seed=0)
+    trimmed = TrimmedDraftModel.from_draft(draft, range(0, 200, 2))
+    trimmed.save_pretrained(tmp_path / "draft")
+    target.save_pretrained(tmp_path / "target")
+    for name in ("configuration_trimmed_draft.py", "modeling_trimmed_draft.py"):
+        code = (tmp_path / "draft" / name).read_text()
+        assert "hf_vocabtrim" not in code.replace("hf-vocabtrim", "")  # only torch/transformers/relative imports
+    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "draft"), str(tmp_path / "target")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["module"].startswith("transformers_modules"), out["module"]
+    assert not out["hf_vocabtrim_loaded"]
+    assert out["kept"] == trimmed.kept_ids.tolist()
+    assert out["equal"]
+    assert torch.equal(torch.tensor(out["kept"]), trimmed.kept_ids)
