@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Count -> optimise -> trim a draft and push it to the Hugging Face Hub with a model card.
+
+    python hub_scripts/push_trimmed_draft.py --draft Qwen/Qwen2.5-0.5B-Instruct --data chats.jsonl \\
+        --repo-id me/qwen2.5-0.5b-instruct-trimmed --min-coverage 0.9 --alpha 0.5
+
+Input: a draft (Hub id or local folder, ``--gguf-file`` for GGUF) and either chat data (``--data``) or saved counts
+(``--counts``); k comes from ``--k``, a ``--summary`` from ``vocabtrim optimize``, or is optimised here. The folder is
+written to ``--out`` first; ``--dry-run`` stops there. Everything that can be checked (repo id, token, tokenizer vs
+target, the folder itself) is checked before anything is uploaded; a failed upload leaves the folder whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hf_vocabtrim.cli import DTYPES, load_causal_lm, load_tokenizer
+from hf_vocabtrim.counting import TokenCounts, count_tokens, vocab_hash
+from hf_vocabtrim.data import load_chats
+from hf_vocabtrim.hub import check_trimmed_folder, model_card, push_folder, resolve_token, validate_repo_id
+from hf_vocabtrim.planning import load_draft_config, plan, trim_from_counts
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--draft", required=True, help="base draft: Hub id or local folder")
+    parser.add_argument("--gguf-file", default=None, help="GGUF file inside --draft")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer (default: the draft's)")
+    parser.add_argument("--target", default=None, help="target model id/folder: its tokenizer must match the draft's")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="chat data to count (file, folder or Hub dataset id)")
+    data.add_argument("--counts", help="counts file from `vocabtrim count`")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--eval-data", default=None, help="held-out chat data for out-of-domain coverage")
+    choose = parser.add_mutually_exclusive_group()
+    choose.add_argument("--k", type=int, default=None, help="kept vocabulary size (skip optimisation)")
+    choose.add_argument("--summary", default=None, help="summary.json from `vocabtrim optimize`")
+    parser.add_argument("--min-coverage", type=float, default=0.9)
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--k-min", type=int, default=None)
+    parser.add_argument("--dtype", default="auto", choices=DTYPES)
+    parser.add_argument("--num-assistant-tokens", type=int, default=5)
+    parser.add_argument("--repo-id", required=True, help="target Hub repository, namespace/name")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--revision", default=None, help="branch to push to (created if missing)")
+    parser.add_argument("--commit-message", default=None)
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument("--license", default=None, help="license for the card (default: the base model card's)")
+    parser.add_argument("--out", default=None, help="local folder to write (default: ./trimmed/<repo name>)")
+    parser.add_argument("--dry-run", action="store_true", help="write the folder and the card; upload nothing")
+    return parser.parse_args(argv)
+
+
+def base_license(draft: str) -> str | None:
+    """The license in the base model's card metadata (local README.md or the Hub), if any."""
+    try:
+        from huggingface_hub import ModelCard
+
+        path = Path(draft) / "README.md"
+        card = ModelCard.load(path) if path.is_file() else ModelCard.load(draft)
+        return card.data.get("license")
+    except Exception:  # no card, offline, or not a Hub id: the card simply has no license line
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    validate_repo_id(args.repo_id)
+    token = None if args.dry_run else resolve_token(args.token)
+    out = Path(args.out or Path("trimmed") / args.repo_id.split("/")[-1])
+
+    tokenizer = load_tokenizer(args.tokenizer or args.draft, args.gguf_file)
+    if args.target:
+        target_tokenizer = load_tokenizer(args.target)
+        if vocab_hash(target_tokenizer) != vocab_hash(tokenizer):
+            raise ValueError(
+                f"draft/target tokenizer mismatch: {args.target}'s tokenizer differs from the draft's "
+                f"({len(target_tokenizer)} vs {len(tokenizer)} tokens); a trimmed draft must share it."
+            )
+        target_vocab = load_draft_config(args.target).vocab_size
+        draft_vocab = load_draft_config(args.draft).vocab_size if not args.gguf_file else None
+        if draft_vocab is not None and target_vocab != draft_vocab:
+            raise ValueError(f"draft/target vocabulary mismatch: V={draft_vocab} vs V={target_vocab}.")
+
+    if args.counts:
+        counts = TokenCounts.load(args.counts)
+        counts.check_tokenizer(tokenizer)
+    else:
+        counts = count_tokens(tokenizer, load_chats(args.data, split=args.split), source=str(args.data))
+    heldout = None
+    if args.eval_data:
+        heldout = count_tokens(tokenizer, load_chats(args.eval_data, split=args.split), source=str(args.eval_data))
+
+    print(f"loading the draft {args.draft} ...", flush=True)
+    draft = load_causal_lm(args.draft, args.gguf_file, args.dtype)
+    summary: dict = {}
+    if args.summary:
+        summary = json.loads(Path(args.summary).read_text())
+    elif args.k is None:
+        summary = plan(
+            counts,
+            draft.config.get_text_config(decoder=True),
+            out.parent / f"{out.name}_optimize",
+            alpha=args.alpha,
+            min_coverage=args.min_coverage,
+            k_min=args.k_min,
+            n_trials=args.trials,
+            heldout=heldout,
+            generation_config=draft.generation_config,
+        )
+    k = args.k if args.k is not None else int(summary["k"])
+    data_name = args.data or counts.source
+    model = trim_from_counts(
+        draft,
+        counts,
+        k,
+        tokenizer=tokenizer,
+        assistant_settings={"num_assistant_tokens": args.num_assistant_tokens},
+        trimming={
+            "base_model": args.draft,
+            "data": data_name,
+            "latency_reduction": summary.get("latency_reduction"),
+            "heldout_coverage": summary.get("heldout_coverage"),
+        },
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    card = model_card(
+        args.repo_id,
+        args.draft,
+        k=k,
+        vocab_size=model.full_vocab_size,
+        coverage=model.config.trimming["coverage"],
+        heldout_coverage=summary.get("heldout_coverage"),
+        latency_reduction=summary.get("latency_reduction"),
+        data=data_name,
+        license=args.license or base_license(args.draft),
+    )
+    (out / "README.md").write_text(card)
+    check_trimmed_folder(out)
+    print(f"wrote {out} (k={k:,} of V={model.full_vocab_size:,}, coverage {model.config.trimming['coverage']:.4f})")
+    if args.dry_run:
+        print("dry run: nothing uploaded")
+        return 0
+    try:
+        url = push_folder(
+            out,
+            args.repo_id,
+            token=token or "",
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message or f"Upload trimmed draft (k={k})",
+        )
+    except Exception as err:
+        print(
+            f"upload failed: {err}\nthe local folder {out} is complete; push it again with this script and "
+            "--counts/--k, or `huggingface-cli upload`.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"pushed {out} to {args.repo_id}: {url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"push_trimmed_draft: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
