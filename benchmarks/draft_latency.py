@@ -13,18 +13,16 @@ measured one.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from hf_vocabtrim import TrimmedDraftModel
 from hf_vocabtrim.flops import decode_flops, latency_reduction
 from hf_vocabtrim.plotting import plot_latency
+from hf_vocabtrim.profiling import decode_step, fit_linear, time_decode
 
 SHAPES = {
     "qwen2.5-0.5b": dict(
@@ -66,40 +64,6 @@ SHAPES = {
 KS = [65536, 32768, 16384, 8192, 4096, 2048, 1024]
 
 
-def _cache_kwarg(model) -> str:
-    """transformers 5 names the KV cache argument ``cache``, 4.x ``past_key_values``."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-class _Body(torch.nn.Module):
-    """The draft without its LM head (for the body time)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-        self.kw = _cache_kwarg(self.model)
-
-    def forward(self, input_ids, cache):
-        return self.model(input_ids=input_ids, use_cache=True, **{self.kw: cache}).last_hidden_state
-
-
-def _step_fn(model, kind: str, vocab: int):
-    if kind == "body":
-        body = _Body(model)
-        return lambda ids, cache: body(ids, cache)[:, -1].argmax(-1)
-    scatter = None if kind == "full" else model.to_full_vocab
-    kw = _cache_kwarg(model.draft if kind == "trimmed" else model)
-
-    def step(ids, cache):
-        logits = model(input_ids=ids, use_cache=True, **{kw: cache}).logits[:, -1].float()
-        if scatter is not None:
-            logits = scatter(logits)
-        return logits.argmax(-1)
-
-    return step
-
-
 def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, rounds: int) -> dict:
     spec = dict(spec)
     config = AutoConfig.for_model(spec.pop("model_type"), **spec)
@@ -107,31 +71,11 @@ def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, ro
     full = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
     vocab = config.vocab_size
     ks = [k for k in ks if k < vocab]
-    models = {"full": (full, "full"), "body": (full, "body")}
+    steps_by_key = {"full": decode_step(full), "body": decode_step(full, body_only=True)}
     for k in ks:
-        models[k] = (
-            TrimmedDraftModel.from_draft(full, torch.randperm(vocab)[:k], keep_special_tokens=False).eval(),
-            "trimmed",
-        )
-    ids = torch.randint(0, vocab, (1, prompt))
-    caches, fns = {}, {}
-    with torch.no_grad():
-        for key, (model, kind) in models.items():
-            cache = DynamicCache(config=config)
-            fns[key] = _step_fn(model, kind, vocab)
-            fns[key](ids, cache)  # prefill
-            caches[key] = cache
-        samples: dict = {key: [] for key in models}
-        for _ in range(rounds):  # interleaved: every configuration once per round
-            for key in models:
-                cache, step = caches[key], fns[key]
-                token = torch.randint(0, vocab, (1, 1))
-                start = time.perf_counter()
-                for _ in range(steps):
-                    token = step(token, cache)[:, None]
-                samples[key].append((time.perf_counter() - start) * 1000 / steps)
-                cache.crop(-steps)  # back to the prompt (transformers 5: a negative count to drop)
-    med = {key: statistics.median(v) for key, v in samples.items()}
+        trimmed = TrimmedDraftModel.from_draft(full, torch.randperm(vocab)[:k], keep_special_tokens=False).eval()
+        steps_by_key[k] = decode_step(trimmed)
+    med = {key: value["ms"] for key, value in time_decode(steps_by_key, config, prompt, steps, rounds).items()}
     flops = decode_flops(config, context_length=prompt)
     head_ms = med["full"] - med["body"]
     rows = []
@@ -157,6 +101,7 @@ def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, ro
         "head_ms": head_ms,
         "head_share_measured": head_ms / med["full"],
         "head_share_flops": flops.lm_head / flops.total,
+        "fit": fit_linear([vocab, *ks], [med["full"], *(med[k] for k in ks)]),
         "rows": rows,
         "rounds": rounds,
         "steps_per_round": steps,

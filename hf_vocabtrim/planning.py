@@ -100,7 +100,11 @@ def write_report(
             "latency_reduction": float(curves.latency_reduction[k]),
             "utility": float(utility[k]),
         }
-        if curves.heldout_coverage is not None:
+        if curves.heldout_coverage is not None and (extra or {}).get("objective_coverage") == "heldout":
+            # the objective ran on held-out coverage (in `coverage`); the other curve is the in-sample one
+            row["heldout_coverage"] = row["coverage"]
+            row["calibration_coverage"] = float(curves.heldout_coverage[k])
+        elif curves.heldout_coverage is not None:
             row["heldout_coverage"] = float(curves.heldout_coverage[k])
         return row
 
@@ -141,6 +145,9 @@ def write_report(
         out / "trim_report.png",
         title=f"{draft_config.model_type} draft, V={vocab:,}: k={choice.k:,} "
         f"(C={curves.coverage[choice.k]:.3f}, R={curves.latency_reduction[choice.k]:.3f})",
+        labels=("held-out coverage C(k) (objective)", "calibration coverage (in-sample)")
+        if (extra or {}).get("objective_coverage") == "heldout"
+        else ("coverage C(k)", "held-out coverage"),
     )
     return summary
 
@@ -160,9 +167,22 @@ def plan(
     heldout: TokenCounts | None = None,
     latency_fit: dict[str, float] | None = None,
     generation_config: Any = None,
+    objective_coverage: str = "calibration",
+    objective: str = "utility",
+    acceptance: dict[str, Any] | None = None,
+    timing: dict[str, float] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The paper's method end to end: maximise U(k) subject to C(k) >= c_min with TPE; write the report."""
+    """The paper's method end to end: maximise U(k) subject to C(k) >= c_min with TPE; write the report.
+
+    ``objective_coverage="heldout"`` uses the held-out coverage (``heldout`` counts, ranked by the calibration
+    counts) in U(k) and in the floor: with a small calibration set, in-sample coverage reaches 1.0 at the number of
+    distinct ids seen and says nothing about unseen text.
+
+    ``objective="speedup"`` maximises the predicted speedup tau(k) * target_ms / (gamma * draft_ms(k) + verify_ms)
+    instead (``acceptance`` from ``vocabtrim acceptance``; ``timing`` with ``target_ms``, ``verify_ms`` and, without a
+    ``latency_fit``, ``draft_ms`` at full V scaled by FLOPs); both objectives' choices are reported.
+    """
     vocab = int(draft_config.vocab_size)
     if counts.vocab_size > vocab:
         raise ValueError(
@@ -172,27 +192,64 @@ def plan(
     curves, _ = build_curves(
         counts, draft_config, forced, context_length=context_length, heldout=heldout, latency_fit=latency_fit
     )
+    if objective_coverage not in {"calibration", "heldout"}:
+        raise ValueError(f"objective_coverage must be 'calibration' or 'heldout', got {objective_coverage!r}.")
+    if objective_coverage == "heldout":
+        if curves.heldout_coverage is None:
+            raise ValueError("objective_coverage='heldout' needs held-out counts (--eval-data or --eval-counts).")
+        curves = Curves(
+            coverage=curves.heldout_coverage,
+            latency_reduction=curves.latency_reduction,
+            heldout_coverage=curves.coverage,
+        )
     k_min = max(len(forced), 1, min(256, vocab)) if k_min is None else k_min
     if k_min < len(forced):
         raise ValueError(f"k_min={k_min} is below the {len(forced)} special tokens that are always kept.")
-    objective = curves.utility(alpha)
-    choice = choose_k(
-        objective,
-        curves,
-        objective_name="utility",
-        k_min=k_min,
-        k_max=k_max or vocab,
-        min_coverage=min_coverage,
-        n_trials=n_trials,
-        seed=seed,
-        progress=progress,
-    )
-    extra = {"latency_model": "measured fit" if latency_fit else "flops", "latency_fit": latency_fit}
+    bounds: dict[str, Any] = {
+        "k_min": k_min,
+        "k_max": k_max or vocab,
+        "min_coverage": min_coverage,
+        "n_trials": n_trials,
+        "seed": seed,
+        "progress": progress,
+    }
+    values = {"utility": curves.utility(alpha)}
+    if objective == "speedup":
+        if acceptance is None or timing is None:
+            raise ValueError("objective='speedup' needs an acceptance curve (--acceptance) and timings.")
+        if acceptance.get("vocab_hash") not in (None, counts.vocab_hash):
+            raise ValueError("the acceptance curve was made with another tokenizer than these counts.")
+        values["speedup"] = speedup_curve(curves, acceptance, timing, latency_fit)
+    elif objective != "utility":
+        raise ValueError(f"objective must be 'utility' or 'speedup', got {objective!r}.")
+    choices = {name: choose_k(value, curves, objective_name=name, **bounds) for name, value in values.items()}
+    choice = choices[objective]
+    extra: dict[str, Any] = {
+        "latency_model": "measured fit" if latency_fit else "flops",
+        "latency_fit": latency_fit,
+        "objective_coverage": objective_coverage,
+    }
+    if objective == "speedup":
+        speedup = values["speedup"]
+        extra["objectives"] = {
+            name: {
+                "k": c.k,
+                "exact_k": c.exact_k,
+                "tpe_gap": c.gap,
+                "coverage": float(curves.coverage[c.k]),
+                "utility": float(values["utility"][c.k]),
+                "predicted_speedup": float(speedup[c.k]),
+            }
+            for name, c in choices.items()
+        }
+        extra["predicted_speedup"] = float(speedup[choice.k])
+        extra["predicted_speedup_full_vocab"] = float(speedup[vocab])
+    objective_values = values[objective]
     return write_report(
         out_dir,
         curves,
         choice,
-        objective,
+        objective_values,
         alpha=alpha,
         counts=counts,
         draft_config=draft_config,
@@ -239,3 +296,24 @@ def trim_from_counts(
         trimming=info,
         assistant_settings=assistant_settings,
     )
+
+
+def speedup_curve(
+    curves: Curves, acceptance: dict[str, Any], timing: dict[str, float], latency_fit: dict[str, float] | None
+) -> np.ndarray:
+    """Predicted speedup over the target alone for every k (see :func:`plan`)."""
+    from .acceptance import AcceptanceCurve, predicted_speedup
+
+    vocab = curves.vocab_size
+    curve = AcceptanceCurve(**{key: acceptance[key] for key in AcceptanceCurve.__dataclass_fields__})
+    tau = curve.interpolate(vocab)
+    ks = np.arange(vocab + 1)
+    if latency_fit is not None:
+        draft_ms = latency_fit["a_ms"] + latency_fit["b_ms_per_row"] * ks
+    elif "draft_ms" in timing:
+        draft_ms = timing["draft_ms"] * (1.0 - curves.latency_reduction)
+    else:
+        raise ValueError("the speedup objective needs draft times: --latency-fit or --draft-ms.")
+    target_ms = timing["target_ms"]
+    verify_ms = timing.get("verify_ms", target_ms)
+    return predicted_speedup(tau, draft_ms, verify_ms, target_ms, curve.gamma)

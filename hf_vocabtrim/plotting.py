@@ -18,6 +18,7 @@ def plot_choice(
     front: list[dict[str, float]],
     path: str | Path,
     title: str = "",
+    labels: tuple[str, str] = ("coverage C(k)", "held-out coverage"),
 ) -> Path:
     """Left: C(k), held-out C(k), R(k) and the objective vs k (log), with c_min and the picks. Right: Pareto front."""
     import matplotlib
@@ -27,9 +28,9 @@ def plot_choice(
 
     ks = np.unique(np.geomspace(max(choice.k_min, 1), choice.k_max, 600).astype(int))
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
-    left.plot(ks, curves.coverage[ks], label="coverage C(k)", color="tab:blue")
+    left.plot(ks, curves.coverage[ks], label=labels[0], color="tab:blue")
     if curves.heldout_coverage is not None:
-        left.plot(ks, curves.heldout_coverage[ks], label="held-out coverage", color="tab:blue", ls="--")
+        left.plot(ks, curves.heldout_coverage[ks], label=labels[1], color="tab:blue", ls="--")
     left.plot(ks, curves.latency_reduction[ks], label="latency reduction R(k)", color="tab:orange")
     if choice.objective_name == "utility":
         left.plot(ks, objective[ks], label="utility U(k)", color="tab:green")

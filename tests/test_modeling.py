@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
-from transformers.generation.candidate_generator import AssistedCandidateGenerator
 
 from hf_vocabtrim import TrimmedDraftConfig, TrimmedDraftModel
+from hf_vocabtrim.instrument import record_assisted
 from hf_vocabtrim.tiny import TINY_CONFIGS, demo_chats, tiny_causal_lm
 
 ARCHS = sorted(TINY_CONFIGS)
@@ -25,30 +25,8 @@ def _prompts(tokenizer, n: int = 20) -> list[torch.Tensor]:
     return prompts
 
 
-class Recorder:
-    """Records, per assisted round, the drafted ids and how many the target accepted."""
-
-    def __init__(self, monkeypatch):
-        self.candidates: list[torch.Tensor] = []
-        self.rounds: list[tuple[int, int]] = []
-        get, update = AssistedCandidateGenerator.get_candidates, AssistedCandidateGenerator.update_candidate_strategy
-        recorder = self
-
-        def get_candidates(gen, input_ids, **kwargs):
-            ids, logits = get(gen, input_ids, **kwargs)
-            recorder.candidates.append(ids[0, input_ids.shape[-1] :].clone())
-            return ids, logits
-
-        def update_candidate_strategy(gen, input_ids, scores, num_matches):
-            recorder.rounds.append((int(num_matches), scores.shape[1] - 1))
-            return update(gen, input_ids, scores, num_matches)
-
-        monkeypatch.setattr(AssistedCandidateGenerator, "get_candidates", get_candidates)
-        monkeypatch.setattr(AssistedCandidateGenerator, "update_candidate_strategy", update_candidate_strategy)
-
-
 @pytest.mark.parametrize("arch", ARCHS)
-def test_greedy_assisted_equals_target_and_drafts_stay_in_kept_set(arch, tiny_tokenizer, monkeypatch):
+def test_greedy_assisted_equals_target_and_drafts_stay_in_kept_set(arch, tiny_tokenizer):
     vocab = len(tiny_tokenizer)
     eos = tiny_tokenizer.eos_token_id
     target = tiny_causal_lm(arch, vocab, seed=0, eos_token_id=eos)
@@ -70,16 +48,16 @@ def test_greedy_assisted_equals_target_and_drafts_stay_in_kept_set(arch, tiny_to
     )
     trimmed = TrimmedDraftModel.from_draft(draft, keep, tokenizer=tiny_tokenizer, target=target)
     kept = set(trimmed.kept_ids.tolist())
-    recorder = Recorder(monkeypatch)
     emitted_outside = 0
-    for kwargs, reference in cases:
-        assisted = target.generate(**kwargs, assistant_model=trimmed)
-        assert torch.equal(reference, assisted), f"{arch}: assisted greedy output differs from the target's"
-        emitted_outside += sum(t not in kept for t in reference[0, kwargs["input_ids"].shape[-1] :].tolist())
+    with record_assisted() as stats:
+        for kwargs, reference in cases:
+            assisted = target.generate(**kwargs, assistant_model=trimmed)
+            assert torch.equal(reference, assisted), f"{arch}: assisted greedy output differs from the target's"
+            emitted_outside += sum(t not in kept for t in reference[0, kwargs["input_ids"].shape[-1] :].tolist())
     assert emitted_outside > 0, "the test must cover target tokens outside the kept set"
-    drafted = torch.cat(recorder.candidates).tolist()
+    drafted = torch.cat(stats.drafted).tolist()
     assert drafted and set(drafted) <= kept
-    assert sum(m for m, _ in recorder.rounds) > 0, "the same-weights draft should get tokens accepted"
+    assert sum(stats.matches) > 0, "the same-weights draft should get tokens accepted"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -115,7 +93,7 @@ def test_draft_scores_are_base_logits_on_kept_ids_and_minus_inf_elsewhere(arch, 
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3_text", "gpt2"])
-def test_all_drafted_tokens_accepted_when_draft_equals_target_and_outputs_kept(arch, tiny_tokenizer, monkeypatch):
+def test_all_drafted_tokens_accepted_when_draft_equals_target_and_outputs_kept(arch, tiny_tokenizer):
     vocab = len(tiny_tokenizer)
     eos = tiny_tokenizer.eos_token_id
     target = tiny_causal_lm(arch, vocab, seed=0, eos_token_id=eos)
@@ -125,9 +103,9 @@ def test_all_drafted_tokens_accepted_when_draft_equals_target_and_outputs_kept(a
     reference = target.generate(**kwargs)
     trimmed = TrimmedDraftModel.from_draft(draft, torch.unique(reference[0]), tokenizer=tiny_tokenizer)
     assert trimmed.kept_ids.numel() < vocab // 4
-    recorder = Recorder(monkeypatch)
-    assert torch.equal(target.generate(**kwargs, assistant_model=trimmed), reference)
-    assert recorder.rounds and all(matches == drafted for matches, drafted in recorder.rounds), recorder.rounds
+    with record_assisted() as stats:
+        assert torch.equal(target.generate(**kwargs, assistant_model=trimmed), reference)
+    assert stats.rounds and stats.matches == stats.proposed, (stats.matches, stats.proposed)
 
 
 def test_special_tokens_always_kept_and_head_untied(tiny_tokenizer):

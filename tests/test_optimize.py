@@ -213,3 +213,94 @@ def test_cli_help_and_module_entry_point():
         assert result.returncode == 0 and "usage:" in result.stdout
     result = subprocess.run([sys.executable, "-m", "hf_vocabtrim", "count"], capture_output=True, text=True)
     assert result.returncode != 0 and "required" in result.stderr
+
+
+def test_cli_profile_acceptance_and_speedup_objective(tiny_tokenizer, tmp_path):
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps(c) + "\n" for c in demo_chats(40)))
+    tiny_tokenizer.save_pretrained(tmp_path / "draft")
+    tiny_causal_lm("llama", len(tiny_tokenizer), eos_token_id=tiny_tokenizer.eos_token_id).save_pretrained(
+        tmp_path / "draft"
+    )
+    draft = str(tmp_path / "draft")
+    assert main(["count", "--data", str(data), "--tokenizer", draft, "--out", str(tmp_path / "counts.json")]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                "--draft",
+                draft,
+                "--ks",
+                "64",
+                "256",
+                "--rounds",
+                "2",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "fit.json"),
+            ]
+        )
+        == 0
+    )
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert [p["k"] for p in fit["points"]] == [64, 256, len(tiny_tokenizer)] and "b_ms_per_row" in fit
+    assert (
+        main(
+            [
+                "acceptance",
+                "--target",
+                draft,
+                "--draft",
+                draft,
+                "--data",
+                str(data),
+                "--counts",
+                str(tmp_path / "counts.json"),
+                "--ks",
+                "32",
+                "128",
+                "--gamma",
+                "3",
+                "--max-examples",
+                "8",
+                "--out",
+                str(tmp_path / "acc.json"),
+            ]
+        )
+        == 0
+    )
+    acc = json.loads((tmp_path / "acc.json").read_text())
+    assert acc["ks"][-1] == len(tiny_tokenizer) and acc["match_rate"][-1] == 1.0  # draft == target: all match
+    assert acc["tau"][0] <= acc["tau"][-1] <= 4.0
+    assert {"target_ms", "verify_ms", "draft_ms"} <= set(acc["timing"])
+    assert (
+        main(
+            [
+                "optimize",
+                "--counts",
+                str(tmp_path / "counts.json"),
+                "--draft-config",
+                draft,
+                "--k-min",
+                "16",
+                "--min-coverage",
+                "0.9",
+                "--trials",
+                "20",
+                "--objective",
+                "speedup",
+                "--acceptance",
+                str(tmp_path / "acc.json"),
+                "--latency-fit",
+                str(tmp_path / "fit.json"),
+                "--out",
+                str(tmp_path / "opt"),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((tmp_path / "opt" / "summary.json").read_text())
+    assert summary["objective"] == "speedup" and set(summary["objectives"]) == {"utility", "speedup"}
+    assert summary["exact_objective_value"] >= summary["predicted_speedup_full_vocab"] - 1e-9  # V is a candidate
+    assert summary["objective_value"] == pytest.approx(summary["predicted_speedup"])
