@@ -227,7 +227,9 @@ def main() -> None:
                 # the last round's draft length is cut by max_new_tokens in generate(); the walk covers all positions
                 tau = float(tokens_per_step(m, args.num_assistant_tokens)[0])
                 rec = records[f"{set_name}/{label}"]
-                rec.setdefault("predicted_tau", []).append(tau)
+                rec.setdefault("predicted_steps", []).append(len(generated) / tau)
+                measured = rec["tokens"][-1] / max(rec["rounds"][-1], 1)
+                print(f"{set_name}[{index}] {label:>28}: predicted tau {tau:.2f}, measured {measured:.2f}", flush=True)
                 kept = kept_sets.get(label)
                 rec.setdefault("coverage", []).append(
                     1.0 if kept is None else float(np.isin(generated.numpy(), kept).mean())
@@ -269,7 +271,8 @@ def main() -> None:
                     "draft_ms_per_token": 1000 * draft_step,
                     "membound_predicted_speedup_vs_target": tau * target_step / (gamma * draft_step + target_step),
                     "draft_time_share": sum(rec["draft_seconds"]) / seconds,
-                    "predicted_tau": statistics.fmean(rec["predicted_tau"]),
+                    # pooled like the measured tau: all tokens / all (predicted) target steps
+                    "predicted_tau": sum(rec["tokens"]) / sum(rec["predicted_steps"]),
                     "coverage_of_outputs": statistics.fmean(rec["coverage"]),
                 }
             )
