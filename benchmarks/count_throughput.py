@@ -91,12 +91,13 @@ def main() -> None:
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--data", required=True, help="alpaca-eval example/outputs.json")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--copies", type=int, default=5, help="repeat the data (longer, steadier timings)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--out", default="results/count_throughput.json")
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    rows = load_rows(args.data, args.limit)
+    rows = load_rows(args.data, args.limit) * args.copies
     from hf_vocabtrim.counting import vocab_hash
 
     vocab_hash(tokenizer)  # computed once per tokenizer and cached: not part of the per-data cost

@@ -11,6 +11,7 @@ import hashlib
 import json
 import multiprocessing
 from collections.abc import Iterable, Iterator, Sized
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -174,6 +175,22 @@ class _Counter:
             ids = ids[overlap_mask(offsets, spans)]
         return np.bincount(ids, minlength=self.vocab_size), len(ids)
 
+    def pipelined(self, batches: Iterable[list[dict[str, Any]]]) -> Iterator[tuple[np.ndarray, int, int, int]]:
+        """Like ``map(self, batches)``, rendering the next batch's templates (Python) in a thread while the current
+        batch is tokenised (Rust, which releases the GIL)."""
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            iterator = iter(batches)
+            first = next(iterator, None)
+            pending = executor.submit(self.render, first) if first is not None else None
+            batch = first
+            while pending is not None and batch is not None:
+                texts, spans, empty = pending.result()
+                following = next(iterator, None)
+                pending = executor.submit(self.render, following) if following is not None else None
+                counts, tokens = self.count(texts, spans)
+                yield counts, len(batch), empty, tokens
+                batch = following
+
     def __call__(self, batch: list[dict[str, Any]]) -> tuple[np.ndarray, int, int, int]:
         """Return (counts, rows, rows without assistant text, tokens counted)."""
         texts, spans, empty = self.render(batch)
@@ -207,7 +224,7 @@ def count_tokens(
     batches = _batches(dataset, batch_size)
     pool = multiprocessing.get_context("spawn").Pool(num_proc) if num_proc > 1 else None
     try:
-        results = pool.imap(counter, batches) if pool is not None else map(counter, batches)
+        results = pool.imap(counter, batches) if pool is not None else counter.pipelined(batches)
         for counts, n, empty, tokens in results:
             total += counts
             num_rows += n

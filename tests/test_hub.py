@@ -18,6 +18,7 @@ import pytest
 from hf_vocabtrim.tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
 from tests.hub_server import LocalHub
 
+pytestmark = pytest.mark.slow  # subprocesses and HTTP: about a minute
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "hub_scripts" / "push_trimmed_draft.py"
 TOKEN = "hf_local_test_token"
@@ -38,6 +39,10 @@ def _env(hub: LocalHub, home: Path, token: str | None = TOKEN) -> dict[str, str]
     if token:
         env["HF_TOKEN"] = token
     return env
+
+
+def _draft_and_data(tmp: Path) -> list[str]:
+    return ["--draft", str(tmp / "draft"), "--data", str(tmp / "chats.jsonl")]
 
 
 def _push(hub: LocalHub, tmp: Path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
@@ -109,10 +114,7 @@ def test_push_then_load_from_fresh_cache_and_generate(assets):
         result = _push(
             hub,
             assets,
-            "--draft",
-            str(assets / "draft"),
-            "--data",
-            str(assets / "chats.jsonl"),
+            *_draft_and_data(assets),
             "--target",
             str(assets / "target"),
             "--repo-id",
@@ -157,10 +159,7 @@ def test_private_branch_and_explicit_k(assets):
         result = _push(
             hub,
             assets,
-            "--draft",
-            str(assets / "draft"),
-            "--data",
-            str(assets / "chats.jsonl"),
+            *_draft_and_data(assets),
             "--k",
             "64",
             "--repo-id",
@@ -257,10 +256,7 @@ def test_failed_upload_keeps_the_folder_and_says_so(assets):
         result = _push(
             hub,
             assets,
-            "--draft",
-            str(assets / "draft"),
-            "--data",
-            str(assets / "chats.jsonl"),
+            *_draft_and_data(assets),
             "--k",
             "64",
             "--repo-id",

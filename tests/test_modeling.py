@@ -205,11 +205,14 @@ def test_loading_rejects_non_trimmed_and_corrupt_checkpoints(tiny_tokenizer, tmp
         ("out_of_range", lambda ids: torch.where(ids == ids.max(), vocab + 5, ids), "out of range"),
         ("duplicate", lambda ids: torch.cat([ids[:1], ids[:-1]]), "sorted ascending without duplicates"),
         ("missing", None, "lacks"),
+        ("no_head", "head", "lacks"),
     ]:
         folder = tmp_path / name
         trimmed.save_pretrained(folder)
         weights = load_file(folder / "model.safetensors")
-        if edit is None:
+        if edit == "head":
+            weights.pop("draft.lm_head.weight")
+        elif edit is None:
             weights.pop("kept_ids")
         else:
             weights["kept_ids"] = edit(weights["kept_ids"]).contiguous()
