@@ -87,7 +87,7 @@ LOAD = textwrap.dedent(
     for text in ["How do I sort lists in Python?", "How do I parse files in Python?"]:
         x = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                     return_dict=True, return_tensors="pt")
-        kw = dict(**x, max_new_tokens=20, do_sample=False)
+        kw = dict(input_ids=x["input_ids"], attention_mask=x["attention_mask"], max_new_tokens=20, do_sample=False)
         ok &= bool(torch.equal(target.generate(**kw), target.generate(**kw, assistant_model=draft)))
     print(json.dumps({"type": type(draft).__name__, "module": type(draft).__module__, "equal": ok,
                       "k": int(draft.kept_ids.numel())}))
