@@ -77,8 +77,10 @@ def run_demo(out_dir: str | Path = "vocabtrim_demo", n_prompts: int = 8, max_new
         out / "optimize",
         alpha=0.5,
         min_coverage=0.95,
+        k_min=8,
         n_trials=30,
         heldout=held_counts,
+        objective_coverage="heldout",
         generation_config=target.generation_config,
     )
     draft = AutoModelForCausalLM.from_pretrained(out / "target").eval()  # a self-draft: same weights as the target
