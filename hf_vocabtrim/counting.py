@@ -213,8 +213,15 @@ def count_tokens(
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("count_tokens needs a fast (Rust) tokenizer for offsets: load it with use_fast=True.")
-    columns = getattr(dataset, "column_names", None) or []
+    columns = getattr(dataset, "column_names", None)
+    if columns is None and isinstance(dataset, list):  # plain rows: look at the first one
+        columns = list(dataset[0]) if dataset else []
+    columns = columns or []
     mode = "text" if "text" in columns and "messages" not in columns else "assistant"
+    if mode == "assistant" and columns and "messages" not in columns:
+        raise ValueError(
+            f"rows need a `messages` (or `text`) column, got {sorted(columns)}; load them with load_chats."
+        )
     vocab_size = len(tokenizer)
     counter = _Counter(tokenizer, vocab_size, mode)
     total = np.zeros(vocab_size, dtype=np.int64)

@@ -148,6 +148,11 @@ def write_report(
         labels=("held-out coverage C(k) (objective)", "calibration coverage (in-sample)")
         if (extra or {}).get("objective_coverage") == "heldout"
         else ("coverage C(k)", "held-out coverage"),
+        other_choices={
+            name: int(row["k"])
+            for name, row in (extra or {}).get("objectives", {}).items()
+            if name != choice.objective_name
+        },
     )
     return summary
 

@@ -19,6 +19,7 @@ def plot_choice(
     path: str | Path,
     title: str = "",
     labels: tuple[str, str] = ("coverage C(k)", "held-out coverage"),
+    other_choices: dict[str, int] | None = None,
 ) -> Path:
     """Left: C(k), held-out C(k), R(k) and the objective vs k (log), with c_min and the picks. Right: Pareto front."""
     import matplotlib
@@ -41,6 +42,8 @@ def plot_choice(
     left.axhline(choice.min_coverage, color="gray", ls=":", label=f"c_min = {choice.min_coverage:g}")
     left.axvline(choice.k, color="tab:red", ls="-", lw=1, label=f"TPE k = {choice.k:,}")
     left.axvline(choice.exact_k, color="black", ls="--", lw=1, label=f"exact k = {choice.exact_k:,}")
+    for name, k in (other_choices or {}).items():  # e.g. the utility objective's pick beside the speedup one
+        left.axvline(k, color="tab:purple", ls="-.", lw=1, label=f"{name} pick k = {k:,}")
     left.set_xscale("log")
     left.set_xlabel("kept vocabulary k")
     left.set_ylim(0, 1.02)
