@@ -143,3 +143,10 @@ def test_load_chats_formats(tmp_path, tiny_tokenizer):
     assert list(custom)[0]["messages"] == expected
     with pytest.raises(ValueError, match="cannot tell the chat layout"):
         load_chats([{"foo": 1}])
+
+
+def test_worker_processes_give_the_same_counts(tiny_tokenizer):
+    rows = demo_chats(120)
+    one = count_tokens(tiny_tokenizer, rows, batch_size=16, progress=False)
+    two = count_tokens(tiny_tokenizer, rows, batch_size=16, num_proc=2, progress=False)
+    assert np.array_equal(one.counts, two.counts) and one.num_conversations == two.num_conversations == 120
