@@ -157,8 +157,10 @@ def test_save_load_round_trip(arch, tiny_tokenizer, tmp_path):
     assert loaded.generation_config.num_assistant_tokens == 7
     assert loaded.generation_config.assistant_confidence_threshold == 0.0
     x = torch.randint(3, vocab, (1, 12))
+    placed = AutoModelForCausalLM.from_pretrained(tmp_path, device_map="auto")  # accelerate placement
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).logits, trimmed(x).logits)
+        torch.testing.assert_close(placed(x).logits, trimmed(x).logits)
 
 
 def test_from_draft_errors(tiny_tokenizer):
