@@ -38,12 +38,10 @@ def count_naive(tokenizer: Any, rows: Iterable[dict[str, Any]]) -> np.ndarray:
 
 
 def load_rows(path: str, limit: int | None) -> list[dict[str, Any]]:
-    data = json.loads(Path(path).read_text())
-    rows = [
-        {"messages": [{"role": "user", "content": d["instruction"]}, {"role": "assistant", "content": d["output"]}]}
-        for d in data
-    ]
-    return rows[:limit] if limit else rows
+    from hf_vocabtrim.data import ChatColumns, load_chats
+
+    rows = list(load_chats(path, columns=ChatColumns(prompt="instruction", response="output"), max_examples=limit))
+    return rows
 
 
 def multi_turn(rows: list[dict[str, Any]], turns: int = 10) -> list[dict[str, Any]]:

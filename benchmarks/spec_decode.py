@@ -32,6 +32,7 @@ from hf_vocabtrim import TrimmedDraftModel
 from hf_vocabtrim.acceptance import match_intervals, matches_for_ks, tokens_per_step
 from hf_vocabtrim.counting import count_tokens
 from hf_vocabtrim.coverage import coverage_curve, rank_ids
+from hf_vocabtrim.data import ChatColumns, load_chats
 from hf_vocabtrim.instrument import record_assisted
 from hf_vocabtrim.planning import forced_ids, plan
 
@@ -58,11 +59,8 @@ def humaneval_chat(problem: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def alpaca_chats(path: str) -> list[dict[str, Any]]:
-    data = json.loads(Path(path).read_text())
-    return [
-        {"messages": [{"role": "user", "content": d["instruction"]}, {"role": "assistant", "content": d["output"]}]}
-        for d in data
-    ]
+    """alpaca-eval outputs (instruction/output pairs) as chats."""
+    return list(load_chats(path, columns=ChatColumns(prompt="instruction", response="output")))
 
 
 def spec_bench(limit: int) -> list[list[dict[str, str]]]:
@@ -161,6 +159,10 @@ def main() -> None:
                 draft, kept_sets[label], keep_special_tokens=False, assistant_settings=settings
             ).eval()
     print("optimiser choices:", json.dumps(summaries), flush=True)
+    ranks = {}  # position of each id in each keep order
+    for name, order in orders.items():
+        ranks[name] = torch.empty(vocab, dtype=torch.long)
+        ranks[name][torch.as_tensor(order)] = torch.arange(vocab)
 
     warm = tokenizer("def f(x):", return_tensors="pt")
     for assistant in configs.values():  # warm-up: first calls pay one-off costs (allocations, kernels)
@@ -214,14 +216,12 @@ def main() -> None:
             with torch.no_grad():
                 draft_logits = draft(reference).logits[0, start - 1 : -1]
             generated = seq[start:]
+            intervals = {name: match_intervals(draft_logits, generated, rank) for name, rank in ranks.items()}
             for label in configs:
                 if label == "target" or (set_name == "humaneval" and "general" in label):
                     continue
                 name = "code" if "code" in label else "general"
-                order = orders.get(name, orders["code"])
-                rank = torch.empty(vocab, dtype=torch.long)
-                rank[torch.as_tensor(order)] = torch.arange(vocab)
-                lo, hi = match_intervals(draft_logits, generated, rank)
+                lo, hi = intervals[name]
                 k = vocab if label == "untrimmed" else len(kept_sets[label])
                 m = matches_for_ks(lo, hi, [k])
                 # the last round's draft length is cut by max_new_tokens in generate(); the walk covers all positions

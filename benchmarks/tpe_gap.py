@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from hf_vocabtrim.counting import count_tokens
+from hf_vocabtrim.data import ChatColumns, load_chats
 from hf_vocabtrim.planning import load_draft_config, plan
 
 
@@ -27,10 +28,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/tpe_gap.json")
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    rows = [
-        {"messages": [{"role": "user", "content": d["instruction"]}, {"role": "assistant", "content": d["output"]}]}
-        for d in json.loads(Path(args.data).read_text())
-    ]
+    rows = list(load_chats(args.data, columns=ChatColumns(prompt="instruction", response="output")))
     counts = count_tokens(tokenizer, rows[:600], source="alpaca-eval outputs[:600]", progress=False)
     heldout = count_tokens(tokenizer, rows[600:], source="alpaca-eval outputs[600:]", progress=False)
     config = load_draft_config(args.draft_config)

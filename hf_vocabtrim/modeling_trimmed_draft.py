@@ -64,8 +64,8 @@ def scatter_to_full_vocab(scores: torch.Tensor, kept_ids: torch.Tensor, vocab_si
     return full.index_copy_(-1, kept_ids.to(scores.device), scores)
 
 
-def validate_kept_ids(kept_ids: torch.Tensor, vocab_size: int, field: str = "kept_ids") -> None:
-    """Raise ``ValueError`` unless ``kept_ids`` is a non-empty, strictly increasing 1-D tensor of ids in [0, V)."""
+def _check_token_ids(kept_ids: torch.Tensor, vocab_size: int, field: str) -> None:
+    """Raise ``ValueError`` unless ``kept_ids`` is a non-empty 1-D integer tensor of ids in [0, V)."""
     if kept_ids.ndim != 1 or kept_ids.numel() == 0:
         raise ValueError(f"`{field}` must be a non-empty 1-D list of token ids, got shape {tuple(kept_ids.shape)}.")
     if kept_ids.dtype.is_floating_point or kept_ids.dtype == torch.bool:
@@ -75,6 +75,11 @@ def validate_kept_ids(kept_ids: torch.Tensor, vocab_size: int, field: str = "kep
         raise ValueError(
             f"`{field}` has ids out of range [{lo}, {hi}]; the vocabulary has V={vocab_size} ids (0..{vocab_size - 1})."
         )
+
+
+def validate_kept_ids(kept_ids: torch.Tensor, vocab_size: int, field: str = "kept_ids") -> None:
+    """Raise ``ValueError`` unless ``kept_ids`` is a non-empty, strictly increasing 1-D tensor of ids in [0, V)."""
+    _check_token_ids(kept_ids, vocab_size, field)
     if kept_ids.numel() > 1 and not bool((kept_ids[1:] > kept_ids[:-1]).all()):
         raise ValueError(f"`{field}` must be sorted ascending without duplicates.")
 
@@ -198,16 +203,8 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
                 f"V={vocab_size}; pass the draft's own tokenizer."
             )
         ids = torch.as_tensor(keep_ids if not isinstance(keep_ids, torch.Tensor) else keep_ids.cpu()).flatten()
-        if ids.numel() == 0:
-            raise ValueError("`keep_ids` is empty: pass at least one token id to keep.")
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise ValueError(f"`keep_ids` must hold integer token ids, got dtype {ids.dtype}.")
+        _check_token_ids(ids, vocab_size, "keep_ids")
         ids = ids.long()
-        if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
-            raise ValueError(
-                f"`keep_ids` has ids out of range [{int(ids.min())}, {int(ids.max())}]; "
-                f"valid ids are 0..{vocab_size - 1}."
-            )
         uniq = torch.unique(ids)
         if uniq.numel() != ids.numel():
             raise ValueError(f"`keep_ids` has {ids.numel() - uniq.numel()} duplicated ids; pass each id once.")

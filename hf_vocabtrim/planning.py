@@ -36,12 +36,15 @@ def load_draft_config(source: str | Path, **hub_kwargs: Any) -> Any:
     return config.get_text_config(decoder=True)
 
 
-def forced_ids(counts: TokenCounts, draft_config: Any, generation_config: Any = None) -> list[int]:
-    """Ids always kept: the tokenizer's specials recorded with the counts plus the config's eos/bos/pad."""
+def forced_ids(
+    counts: TokenCounts, draft_config: Any, generation_config: Any = None, tokenizer: Any = None
+) -> list[int]:
+    """Ids always kept: the tokenizer's specials recorded with the counts plus the config's eos/bos/pad (and the
+    specials of ``tokenizer`` when given)."""
     from .modeling_trimmed_draft import special_token_ids
 
     ids = set(int(i) for i in counts.extra.get("special_ids", []))
-    ids |= special_token_ids(draft_config, generation_config, None)
+    ids |= special_token_ids(draft_config, generation_config, tokenizer)
     vocab = int(draft_config.vocab_size)
     return sorted(i for i in ids if 0 <= i < vocab)
 
@@ -275,15 +278,14 @@ def trim_from_counts(
     assistant_settings: dict[str, Any] | None = None,
 ) -> Any:
     """A :class:`TrimmedDraftModel` keeping exactly k ids: the special tokens, then the most counted ids."""
-    from .modeling_trimmed_draft import TrimmedDraftModel, special_token_ids
+    from .modeling_trimmed_draft import TrimmedDraftModel
 
     if tokenizer is not None:
         counts.check_tokenizer(tokenizer)
     config = draft.config.get_text_config(decoder=True)
     vocab = int(config.vocab_size)
-    forced = set(forced_ids(counts, config, draft.generation_config))
-    forced |= {i for i in special_token_ids(config, draft.generation_config, tokenizer) if 0 <= i < vocab}
-    order = rank_ids(counts.counts, sorted(forced), vocab_size=vocab)
+    forced = forced_ids(counts, config, draft.generation_config, tokenizer)
+    order = rank_ids(counts.counts, forced, vocab_size=vocab)
     if not len(forced) <= k <= vocab:
         raise ValueError(
             f"k={k} is out of range: it must be in [{max(len(forced), 1)}, {vocab}] "
