@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     rows = load_rows(args.data, args.limit) * args.copies
-    from hf_vocabtrim.counting import vocab_hash
+    from hf_vocabtrim.counts import vocab_hash
 
     vocab_hash(tokenizer)  # computed once per tokenizer and cached: not part of the per-data cost
     result = {

@@ -5,7 +5,8 @@ rounds; each round decodes ``--steps`` tokens after a ``--prompt``-token prefill
 and includes what generate() does per token after the forward: the k -> V scatter for trimmed drafts and argmax.
 The body alone (no LM head) is timed too, giving the head's share and the floor for each k:
 floor(k) = body + k/V * (full - body). Also prints the FLOPs model's predicted latency reduction R(k) beside the
-measured one.
+measured one, and the step of a draft trimmed to k = --context-k with context tokens on and 0, 256 and 2,048 context
+ids beyond the kept set, against the same draft's static step (context tokens off), in the same interleaved rounds.
 
     python benchmarks/draft_latency.py --out results/draft_latency
 """
@@ -62,9 +63,26 @@ SHAPES = {
     ),
 }
 KS = [65536, 32768, 16384, 8192, 4096, 2048, 1024]
+CONTEXT_IDS = [0, 256, 2048]
 
 
-def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, rounds: int) -> dict:
+def context_step(model: TrimmedDraftModel, extra_ids: torch.Tensor):
+    """A decode step of a context-token draft that, after the prefill, scores exactly ``extra_ids`` beyond its kept
+    set (instead of the random prompt's ids)."""
+    step = decode_step(model)
+
+    def run(ids: torch.Tensor, cache) -> torch.Tensor:
+        fresh = cache.get_seq_length() == 0
+        out = step(ids, cache)
+        if fresh:
+            model.reset_context()
+            model.add_context_ids(extra_ids)
+        return out
+
+    return run
+
+
+def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, rounds: int, context_k: int) -> dict:
     spec = dict(spec)
     config = AutoConfig.for_model(spec.pop("model_type"), **spec)
     torch.manual_seed(0)
@@ -73,9 +91,24 @@ def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, ro
     ks = [k for k in ks if k < vocab]
     steps_by_key = {"full": decode_step(full), "body": decode_step(full, body_only=True)}
     for k in ks:
-        trimmed = TrimmedDraftModel.from_draft(full, torch.randperm(vocab)[:k], keep_special_tokens=False).eval()
+        keep = torch.randperm(vocab)[:k]
+        trimmed = TrimmedDraftModel.from_draft(full, keep, keep_special_tokens=False, context_tokens=False).eval()
         steps_by_key[k] = decode_step(trimmed)
+        if k == context_k:
+            outside = torch.ones(vocab, dtype=torch.bool)
+            outside[keep] = False
+            pool = torch.nonzero(outside).flatten()[torch.randperm(int(outside.sum()))]
+            for n in CONTEXT_IDS:
+                with_context = TrimmedDraftModel.from_draft(
+                    full, keep, keep_special_tokens=False, context_tokens=True
+                ).eval()
+                steps_by_key[("context", n)] = context_step(with_context, pool[:n])
     med = {key: value["ms"] for key, value in time_decode(steps_by_key, config, prompt, steps, rounds).items()}
+    context = [
+        {"k": context_k, "context_ids": n, "ms": med[("context", n)], "vs_static": med[("context", n)] / med[context_k]}
+        for n in CONTEXT_IDS
+        if ("context", n) in med
+    ]
     flops = decode_flops(config, context_length=prompt)
     head_ms = med["full"] - med["body"]
     rows = []
@@ -103,6 +136,7 @@ def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, ro
         "head_share_flops": flops.lm_head / flops.total,
         "fit": fit_linear([vocab, *ks], [med["full"], *(med[k] for k in ks)]),
         "rows": rows,
+        "context": context,
         "rounds": rounds,
         "steps_per_round": steps,
         "prompt_tokens": prompt,
@@ -117,6 +151,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="decode steps per timed round")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median taken)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--context-k", type=int, default=8192, help="k of the context-token drafts")
     parser.add_argument("--out", default="results/draft_latency")
     args = parser.parse_args()
     if args.threads:
@@ -126,7 +161,7 @@ def main() -> None:
     results = []
     for name in args.shapes:
         print(f"== {name}: building and timing ({args.rounds} rounds x {args.steps} steps) ...", flush=True)
-        res = time_shape(name, SHAPES[name], args.ks, args.prompt, args.steps, args.rounds)
+        res = time_shape(name, SHAPES[name], args.ks, args.prompt, args.steps, args.rounds, args.context_k)
         results.append(res)
         print(
             f"full {res['full_ms']:.1f} ms/token, body {res['body_ms']:.1f} ms, head share measured "
@@ -137,6 +172,11 @@ def main() -> None:
             print(
                 f"{r['k']:>8} {r['ms']:>8.2f} {r['speedup_vs_full']:>7.2f} {r['floor_ms']:>9.2f} "
                 f"{r['above_floor']:>+9.1%} {r['measured_R']:>7.3f} {r['flops_R']:>8.3f}"
+            )
+        for r in res["context"]:
+            print(
+                f"k={r['k']} with context tokens, {r['context_ids']:>5} context ids: {r['ms']:.2f} ms "
+                f"({r['vs_static'] - 1:+.1%} vs the static step)"
             )
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": "float32", "device": "cpu"}
     (out / "draft_latency.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))

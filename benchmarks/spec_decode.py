@@ -1,15 +1,19 @@
-"""Real-model speculative decoding: target alone vs untrimmed vs trimmed drafts, side by side, greedy, lossless-checked.
+"""Real-model speculative decoding, paired per prompt: target alone vs untrimmed vs trimmed drafts (static kept sets
+and context tokens), greedy, lossless-checked, with 95% bootstrap confidence intervals and the speedup model's
+predictions beside the measurements.
 
-Kept sets come from counts on calibration data: in-domain code (HumanEval canonical solutions, the first half of the
-problems) and general chat (alpaca-eval outputs). Prompts: the other HumanEval half (in-domain for the code kept
-sets) and Spec-Bench (out of distribution for them). For each prompt every configuration runs back to back
-(interleaved), and every assisted output must equal the target's own greedy output (a mismatch fails the run).
+Kept sets come from counts on calibration data: in-domain code (HumanEval canonical solutions of problems 0-40;
+41-81 held out) and general chat (alpaca-eval outputs, 600 counted, 205 held out). For each kept set the optimiser
+picks k twice: the paper's utility U(k) on held-out coverage (static drafts) and the predicted speedup with context
+tokens (from the acceptance model on held-out chats and the cost model measured here by ``profile_assisted``).
+Prompts: HumanEval problems 82+ (in-domain for the code kept sets) and Spec-Bench (round-robin over its categories).
 
-Per configuration: tokens/s, speedup vs target alone and vs the untrimmed draft, tokens per target step (tau),
-draft time share, the kept set's coverage of the generated tokens; and the acceptance model's prediction of tau
-for each k (one teacher-forced forward of target and draft along the target's own output) beside the measured tau.
+For each prompt every configuration runs back to back, in an order rotated per prompt and repeat, ``--repeats``
+times; every assisted output must equal the target's own greedy output (a mismatch fails the run). Per prompt:
+tokens/s = new tokens / median seconds over repeats, and the ratio to the untrimmed draft and to the target alone;
+summarised by the median over prompts and a 95% bootstrap interval (10,000 resamples of the prompts).
 
-    python benchmarks/spec_decode.py --target DIR --draft DIR --max-prompts 4 --max-new-tokens 32
+    python benchmarks/spec_decode.py --target DIR --draft DIR --alpaca alpaca_eval/example/outputs.json
 """
 
 from __future__ import annotations
@@ -29,17 +33,27 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_vocabtrim import TrimmedDraftModel
-from hf_vocabtrim.acceptance import match_intervals, matches_for_ks, tokens_per_step
+from hf_vocabtrim.acceptance import (
+    context_rows,
+    first_occurrence,
+    match_intervals,
+    matches_for_ks,
+    measure_acceptance,
+    target_steps,
+)
+from hf_vocabtrim.assisted_costs import profile_assisted
 from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.coverage import coverage_curve, rank_ids
 from hf_vocabtrim.data import ChatColumns, load_chats
 from hf_vocabtrim.instrument import record_assisted
-from hf_vocabtrim.planning import forced_ids, plan
+from hf_vocabtrim.planning import Speedup, Utility, plan
+from hf_vocabtrim.report import write_report
+from hf_vocabtrim.speedup import CostModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gguf_cache import convert_gguf  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+GRID = [4096, 8192, 16384, 32768, 65536]
 
 
 def humaneval() -> list[dict[str, Any]]:
@@ -58,11 +72,6 @@ def humaneval_chat(problem: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
-def alpaca_chats(path: str) -> list[dict[str, Any]]:
-    """alpaca-eval outputs (instruction/output pairs) as chats."""
-    return list(load_chats(path, columns=ChatColumns(prompt="instruction", response="output")))
-
-
 def spec_bench(limit: int) -> list[list[dict[str, str]]]:
     rows = [json.loads(line) for line in (SHARED / "data" / "spec_bench_question.jsonl").read_text().splitlines()]
     by_category: dict[str, list] = {}
@@ -76,223 +85,466 @@ def spec_bench(limit: int) -> list[list[dict[str, str]]]:
     return picked
 
 
-def load(path: str, gguf_file: str | None, cache: Path) -> Path:
-    if gguf_file:
-        return convert_gguf(path, gguf_file, cache / Path(gguf_file).stem)
-    return Path(path)
+def bootstrap_ci(values: list[float], resamples: int = 10_000, seed: int = 0) -> list[float]:
+    """95% percentile bootstrap interval of the median of ``values`` (resampling the prompts)."""
+    data = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    medians = np.median(data[rng.integers(0, len(data), (resamples, len(data)))], axis=1)
+    return [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]
+
+
+def build_plans(args, tokenizer, target, draft, costs, out) -> dict[str, dict[str, Any]]:
+    """Per kept set: the keep plan, the utility pick (static drafts) and the speedup-with-context pick."""
+    problems = humaneval()
+    general = list(load_chats(args.alpaca, columns=ChatColumns(prompt="instruction", response="output")))
+    code = [{"messages": humaneval_chat(p)} for p in problems[: len(problems) // 2]]
+    half = len(code) // 2
+    calibration = {"code": (code[:half], code[half:]), "general": (general[:600], general[600:])}
+    plans = {}
+    for name, (counted, held) in calibration.items():
+        counts = count_tokens(tokenizer, counted, source=f"{name} calibration", progress=False)
+        heldout = count_tokens(tokenizer, held, source=f"{name} held-out", progress=False)
+        common = {"generation_config": draft.generation_config, "heldout": heldout, "coverage_basis": "heldout"}
+        utility = plan(counts, draft.config, objective=Utility(args.alpha), min_coverage=args.min_coverage, **common)
+        write_report(utility, out / f"optimize_{name}", draft.config, alpha=args.alpha)
+        print(f"[{name}] measuring acceptance on {args.acceptance_chats} held-out chats ...", flush=True)
+        acceptance = measure_acceptance(
+            target,
+            draft,
+            tokenizer,
+            held[: args.acceptance_chats],
+            utility.keep_plan,
+            gamma=args.gamma,
+            max_length=args.acceptance_max_length,
+        )
+        (out / f"acceptance_{name}.json").write_text(json.dumps(acceptance, indent=1))
+        from hf_vocabtrim.acceptance import AcceptanceCurve
+
+        curve = AcceptanceCurve.from_dict(acceptance)
+        speedup = plan(
+            counts,
+            draft.config,
+            objective=Speedup(curve, costs, context_tokens=True),
+            min_coverage=args.speedup_min_coverage,
+            alpha=args.alpha,
+            **common,
+        )
+        summary = write_report(speedup, out / f"optimize_{name}_speedup_context", draft.config, alpha=args.alpha)
+        plans[name] = {
+            "plan": utility.keep_plan,
+            "utility_k": utility.choice.k,
+            "speedup_context_k": speedup.choice.k,
+            "summary_utility": {
+                "k": utility.choice.k,
+                "heldout_coverage": float(utility.curves.coverage[utility.choice.k]),
+            },
+            "summary_speedup": {key: summary[key] for key in ("k", "predicted_speedup", "advice", "heldout_coverage")},
+        }
+        print(f"[{name}] utility k={utility.choice.k:,}; speedup (context) k={speedup.choice.k:,}: {summary['advice']}")
+    return plans
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", required=True, help="target folder or Hub id (or GGUF dir with --target-gguf)")
-    parser.add_argument("--draft", required=True)
+    parser.add_argument("--target", help="target folder or Hub id (or GGUF dir with --target-gguf)")
+    parser.add_argument("--draft")
     parser.add_argument("--target-gguf", default=None)
     parser.add_argument("--draft-gguf", default=None)
     parser.add_argument("--gguf-cache", default=str(Path.home() / ".cache" / "vocabtrim-safetensors"))
-    parser.add_argument("--alpaca", required=True, help="alpaca-eval example/outputs.json (general calibration)")
-    parser.add_argument("--max-prompts", type=int, default=4, help="prompts per prompt set")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--num-assistant-tokens", type=int, default=5)
-    parser.add_argument("--fixed-ks", nargs="*", type=int, default=[8192])
-    parser.add_argument("--min-coverage", type=float, default=0.9)
+    parser.add_argument("--alpaca", help="alpaca-eval example/outputs.json (general calibration)")
+    parser.add_argument("--prompts", type=int, default=10, help="prompts per prompt set")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration per prompt")
+    parser.add_argument("--gamma", type=int, default=5, help="num_assistant_tokens")
+    parser.add_argument("--min-coverage", type=float, default=0.9, help="coverage floor of the utility objective")
+    parser.add_argument("--speedup-min-coverage", type=float, default=0.8, help="floor of the speedup objective")
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--acceptance-chats", type=int, default=24, help="held-out chats for the acceptance curve")
+    parser.add_argument("--acceptance-max-length", type=int, default=512)
+    parser.add_argument(
+        "--out-of-domain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the code kept set on Spec-Bench (slowest configuration)",
+    )
+    parser.add_argument("--costs", default=None, help="cost model JSON to reuse (default: measure it here)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="results/spec_decode")
+    parser.add_argument("--speedup-model-out", default="results/speedup_model.json")
+    parser.add_argument(
+        "--repredict",
+        default=None,
+        help="recompute the predictions of this spec_decode.json with --costs (no generation); writes --out",
+    )
     args = parser.parse_args()
+    if args.repredict:
+        if not args.costs:
+            raise SystemExit("--repredict needs --costs")
+        report = json.loads(Path(args.repredict).read_text())
+        finish(
+            report,
+            CostModel.from_dict(json.loads(Path(args.costs).read_text())),
+            Path(args.out),
+            Path(args.speedup_model_out),
+        )
+        return
+    started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.gguf_cache)
-    target_dir, draft_dir = load(args.target, args.target_gguf, cache), load(args.draft, args.draft_gguf, cache)
+    target_dir = (
+        convert_gguf(args.target, args.target_gguf, cache / Path(args.target_gguf).stem)
+        if args.target_gguf
+        else Path(args.target)
+    )
+    draft_dir = (
+        convert_gguf(args.draft, args.draft_gguf, cache / Path(args.draft_gguf).stem)
+        if args.draft_gguf
+        else Path(args.draft)
+    )
     tokenizer = AutoTokenizer.from_pretrained(draft_dir)
     target = AutoModelForCausalLM.from_pretrained(target_dir, dtype=torch.float32).eval()
     draft = AutoModelForCausalLM.from_pretrained(draft_dir, dtype=torch.float32).eval()
     vocab = draft.config.vocab_size
-
-    problems = humaneval()
-    half = len(problems) // 2
-    # calibration rows, split in two: the optimiser's coverage floor and utility use the held-out part's coverage
-    general = alpaca_chats(args.alpaca)
-    code = [{"messages": humaneval_chat(p)} for p in problems[:half]]
-    calibration = {"code": (code[: half // 2], code[half // 2 :]), "general": (general[:600], general[600:])}
-    counts = {
-        name: count_tokens(tokenizer, rows[0], source=f"{name} calibration") for name, rows in calibration.items()
-    }
-    heldout = {name: count_tokens(tokenizer, rows[1], source=f"{name} held-out") for name, rows in calibration.items()}
-    prompt_sets = {
-        "humaneval": [humaneval_chat(p)[:1] for p in problems[half : half + args.max_prompts]],
-        "spec_bench": spec_bench(args.max_prompts),
-    }
-
     settings = {
-        "num_assistant_tokens": args.num_assistant_tokens,
+        "num_assistant_tokens": args.gamma,
         "num_assistant_tokens_schedule": "constant",
         "assistant_confidence_threshold": 0.0,
     }
     draft.generation_config.update(**settings)
-    configs: dict[str, Any] = {"target": None, "untrimmed": draft}
-    kept_sets: dict[str, np.ndarray] = {}
-    orders: dict[str, np.ndarray] = {}
-    summaries = {}
-    for name in ("code", "general"):
-        summary = plan(
-            counts[name],
-            draft.config,
-            out / f"optimize_{name}",
-            alpha=args.alpha,
-            min_coverage=args.min_coverage,
-            n_trials=50,
-            generation_config=draft.generation_config,
-            heldout=heldout[name],
-            objective_coverage="heldout",
+
+    if args.costs:
+        costs = CostModel.from_dict(json.loads(Path(args.costs).read_text()))
+    else:
+        print("measuring the cost model (profile_assisted) ...", flush=True)
+        costs = profile_assisted(target, draft, gamma=args.gamma, prompt_tokens=(64, 512), new_tokens=32)
+    (out / "costs.json").write_text(json.dumps(costs.as_dict(), indent=2))
+    plans = build_plans(args, tokenizer, target, draft, costs, out)
+
+    # configurations: (kept set or None, k, context tokens); per prompt set
+    def trimmed(name: str, k: int, context: bool) -> TrimmedDraftModel:
+        return TrimmedDraftModel.from_draft(
+            draft,
+            plans[name]["plan"].kept_ids(k),
+            keep_special_tokens=False,
+            context_tokens=context,
+            assistant_settings=settings,
+        ).eval()
+
+    specs: dict[str, dict[str, tuple[str | None, int | None, bool]]] = {
+        "humaneval": {
+            "target": (None, None, False),
+            "untrimmed": (None, vocab, False),
+            f"code_static_k{plans['code']['utility_k']}": ("code", plans["code"]["utility_k"], False),
+            f"code_context_k{plans['code']['speedup_context_k']}": ("code", plans["code"]["speedup_context_k"], True),
+        },
+        "spec_bench": {
+            "target": (None, None, False),
+            "untrimmed": (None, vocab, False),
+            f"general_static_k{plans['general']['utility_k']}": ("general", plans["general"]["utility_k"], False),
+            f"general_context_k{plans['general']['speedup_context_k']}": (
+                "general",
+                plans["general"]["speedup_context_k"],
+                True,
+            ),
+        },
+    }
+    if args.out_of_domain:  # the in-domain code pick on general prompts
+        specs["spec_bench"][f"code_context_k{plans['code']['speedup_context_k']}"] = (
+            "code",
+            plans["code"]["speedup_context_k"],
+            True,
         )
-        keys = ("k", "coverage", "heldout_coverage", "latency_reduction", "exact_k", "tpe_gap")
-        summaries[name] = {key: summary[key] for key in keys}
-        orders[name] = rank_ids(
-            counts[name].counts, forced_ids(counts[name], draft.config, draft.generation_config), vocab_size=vocab
-        )
-        for k in sorted({summary["k"], *args.fixed_ks}):
-            label = f"trim_{name}_k{k}" + ("_opt" if k == summary["k"] else "")
-            kept_sets[label] = np.sort(orders[name][:k])
-            configs[label] = TrimmedDraftModel.from_draft(
-                draft, kept_sets[label], keep_special_tokens=False, assistant_settings=settings
-            ).eval()
-    print("optimiser choices:", json.dumps(summaries), flush=True)
-    ranks = {}  # position of each id in each keep order
-    for name, order in orders.items():
+    models: dict[tuple, Any] = {}
+    for configs in specs.values():
+        for name, k, context in configs.values():
+            key = (name, k, context)
+            if key not in models:
+                models[key] = None if k is None else draft if name is None else trimmed(name, k, context)
+    problems = humaneval()
+    start = len(problems) // 2
+    prompt_sets = {
+        "humaneval": [humaneval_chat(p)[:1] for p in problems[start : start + args.prompts]],
+        "spec_bench": spec_bench(args.prompts),
+    }
+    ranks = {}
+    for name, entry in plans.items():
         ranks[name] = torch.empty(vocab, dtype=torch.long)
-        ranks[name][torch.as_tensor(order)] = torch.arange(vocab)
+        ranks[name][torch.as_tensor(entry["plan"].order)] = torch.arange(vocab)
 
     warm = tokenizer("def f(x):", return_tensors="pt")
-    for assistant in configs.values():  # warm-up: first calls pay one-off costs (allocations, kernels)
-        extra = {"assistant_model": assistant} if assistant is not None else {}
-        target.generate(**warm, max_new_tokens=4, do_sample=False, **extra)
-    records: dict[str, dict[str, list]] = {}
+    for model in models.values():  # first calls pay one-off costs
+        target.generate(**warm, max_new_tokens=4, do_sample=False, **({"assistant_model": model} if model else {}))
+
+    rows: dict[str, list[dict[str, Any]]] = {}
+    grid_rows: dict[str, list[dict[str, Any]]] = {}
     for set_name, prompts in prompt_sets.items():
+        labels = list(specs[set_name])
         for index, messages in enumerate(prompts):
             inputs = tokenizer.apply_chat_template(
                 messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
             )
+            prompt_len = inputs["input_ids"].shape[-1]
             kwargs = {**inputs, "max_new_tokens": args.max_new_tokens, "do_sample": False}
+            runs: dict[str, dict[str, list]] = {
+                label: {"seconds": [], "rounds": [], "draft_seconds": []} for label in labels
+            }
             reference = None
-            for label, assistant in configs.items():
-                if set_name == "humaneval" and "general" in label:
-                    continue  # general kept sets are measured on the general prompts only
-                t0 = time.perf_counter()
-                with record_assisted() as stats:
-                    output = (
-                        target.generate(**kwargs, assistant_model=assistant)
-                        if assistant is not None
-                        else target.generate(**kwargs)
-                    )
-                seconds = time.perf_counter() - t0
-                if reference is None:
-                    reference = output
-                elif not torch.equal(output, reference):
-                    raise SystemExit(f"LOSSLESS CHECK FAILED: {label} on {set_name}[{index}] differs from the target")
-                new = output.shape[-1] - inputs["input_ids"].shape[-1]
-                rec = records.setdefault(
-                    f"{set_name}/{label}",
-                    {k: [] for k in ("seconds", "tokens", "rounds", "matches", "draft_seconds", "drafted")},
+            for repeat in range(args.repeats):
+                shift = (index + repeat) % len(labels)
+                for label in labels[shift:] + labels[:shift]:  # rotated order: drift hits every configuration
+                    model = models[specs[set_name][label]]
+                    with record_assisted() as stats:
+                        t0 = time.perf_counter()
+                        output = target.generate(**kwargs, **({"assistant_model": model} if model else {}))
+                        seconds = time.perf_counter() - t0
+                    if reference is None:
+                        reference = output
+                    elif not torch.equal(output, reference):
+                        raise SystemExit(f"LOSSLESS CHECK FAILED: {set_name}[{index}] {label} differs from the target")
+                    runs[label]["seconds"].append(seconds)
+                    runs[label]["rounds"].append(stats.rounds)
+                    runs[label]["draft_seconds"].append(stats.draft_seconds)
+            assert reference is not None
+            new_tokens = reference.shape[-1] - prompt_len
+            generated = reference[0, prompt_len:]
+            with torch.no_grad():
+                draft_logits = draft(reference).logits[0, prompt_len - 1 : -1]
+            first = first_occurrence(reference[0], vocab)
+            positions = torch.arange(prompt_len - 1, reference.shape[-1] - 1)
+            intervals = {
+                name: match_intervals(draft_logits, generated, rank, first, positions) for name, rank in ranks.items()
+            }
+            for name, iv in intervals.items():  # tau along the target's own output on a grid of k
+                full_steps = target_steps(matches_for_ks(iv.lo, iv.hi, [vocab]), args.gamma)[0]
+                grid = sorted(set(GRID) | {plans[name]["utility_k"], plans[name]["speedup_context_k"]})
+                static = target_steps(matches_for_ks(iv.lo, iv.hi, grid), args.gamma)
+                context = target_steps(matches_for_ks(iv.context_lo, iv.context_hi, grid), args.gamma)
+                grid_rows.setdefault(f"{set_name}/{name}", []).append(
+                    {
+                        "ks": grid,
+                        "untrimmed_steps": float(full_steps),
+                        "static_steps": static.tolist(),
+                        "context_steps": context.tolist(),
+                        "new_tokens": new_tokens,
+                    }
                 )
-                for key, value in (
-                    ("seconds", seconds),
-                    ("tokens", new),
-                    ("rounds", stats.rounds),
-                    ("matches", sum(stats.matches)),
-                    ("draft_seconds", stats.draft_seconds),
-                    ("drafted", sum(len(d) for d in stats.drafted)),
-                ):
-                    rec[key].append(value)
+            for label in labels:
+                name, k, context_on = specs[set_name][label]
+                row: dict[str, Any] = {
+                    "prompt": index,
+                    "prompt_tokens": prompt_len,
+                    "new_tokens": new_tokens,
+                    "seconds": runs[label]["seconds"],
+                    "draft_seconds": runs[label]["draft_seconds"],
+                }
+                if k is not None:
+                    rank_name = name or "code"
+                    iv = intervals[rank_name]
+                    lo, hi = (iv.context_lo, iv.context_hi) if context_on else (iv.lo, iv.hi)
+                    steps = float(target_steps(matches_for_ks(lo, hi, [k]), args.gamma)[0])
+                    extra = (
+                        float(context_rows(ranks[rank_name].numpy(), first.numpy(), positions.numpy(), [k])[0])
+                        if context_on
+                        else 0.0
+                    )
+                    row.update(
+                        tau=new_tokens / statistics.median(runs[label]["rounds"]),
+                        predicted_tau=new_tokens / steps,
+                        predicted_steps=steps,
+                        context_rows=extra,
+                    )
+                row["predicted_seconds"] = predict_seconds(costs, row, name, k)
+                rows.setdefault(f"{set_name}/{label}", []).append(row)
                 print(
-                    f"{set_name}[{index}] {label:>28}: {new} tokens in {seconds:6.1f} s "
-                    f"({new / seconds:5.2f} tok/s), tau {stats.tokens_per_round():.2f}",
+                    f"{set_name}[{index}] {label:>26}: {new_tokens} tokens, "
+                    f"median {statistics.median(row['seconds']):6.1f} s "
+                    f"(predicted {row['predicted_seconds']:6.1f} s), tau {row.get('tau', float('nan')):.2f} "
+                    f"(predicted {row.get('predicted_tau', float('nan')):.2f})",
                     flush=True,
                 )
-            # acceptance model along the target's own greedy output: predicted tau per configuration
-            assert reference is not None
-            seq, start = reference[0], inputs["input_ids"].shape[-1]
-            with torch.no_grad():
-                draft_logits = draft(reference).logits[0, start - 1 : -1]
-            generated = seq[start:]
-            intervals = {name: match_intervals(draft_logits, generated, rank) for name, rank in ranks.items()}
-            for label in configs:
-                if label == "target" or (set_name == "humaneval" and "general" in label):
-                    continue
-                name = "code" if "code" in label else "general"
-                lo, hi = intervals[name]
-                k = vocab if label == "untrimmed" else len(kept_sets[label])
-                m = matches_for_ks(lo, hi, [k])
-                # the last round's draft length is cut by max_new_tokens in generate(); the walk covers all positions
-                tau = float(tokens_per_step(m, args.num_assistant_tokens)[0])
-                rec = records[f"{set_name}/{label}"]
-                rec.setdefault("predicted_steps", []).append(len(generated) / tau)
-                measured = rec["tokens"][-1] / max(rec["rounds"][-1], 1)
-                print(f"{set_name}[{index}] {label:>28}: predicted tau {tau:.2f}, measured {measured:.2f}", flush=True)
-                kept = kept_sets.get(label)
-                rec.setdefault("coverage", []).append(
-                    1.0 if kept is None else float(np.isin(generated.numpy(), kept).mean())
-                )
+            partial = {"rows": rows, "grid_rows": grid_rows, "elapsed_s": time.perf_counter() - started}
+            (out / "partial.json").write_text(json.dumps(partial))  # what a crash would otherwise lose
+    report = summarize(rows, grid_rows, specs, args, plans, time.perf_counter() - started)
+    finish(report, costs, out, Path(args.speedup_model_out))
 
-    report: dict[str, Any] = {
+
+def predict_seconds(costs: CostModel, row: dict[str, Any], name: str | None, k: int | None) -> float:
+    """The cost model's wall time for one measured prompt: target alone (k None) or assisted (predicted rounds)."""
+    if k is None:
+        return costs.seconds(row["prompt_tokens"], row["new_tokens"])
+    steps = row.get("predicted_steps") or row["new_tokens"] / row["predicted_tau"]
+    draft_k = None if name is None else k
+    return costs.seconds(row["prompt_tokens"], row["new_tokens"], steps, draft_k, row.get("context_rows", 0.0))
+
+
+def add_predictions(report: dict[str, Any], costs: CostModel) -> None:
+    """(Re)compute every prediction of the report from its per-prompt rows and the cost model ``costs``."""
+    report["cost_model"] = costs.as_dict()
+    configs = report["configs"]
+    for row in configs.values():
+        for prompt in row["per_prompt"]:
+            prompt["predicted_seconds"] = predict_seconds(costs, prompt, row.get("kept_set"), row.get("k"))
+    for key, row in configs.items():
+        set_name = key.split("/")[0]
+        prompts = row["per_prompt"]
+        untrimmed = configs[f"{set_name}/untrimmed"]["per_prompt"]
+        alone = configs[f"{set_name}/target"]["per_prompt"]
+        tokens = sum(r["new_tokens"] for r in prompts)
+        row["predicted_tokens_per_s"] = tokens / sum(r["predicted_seconds"] for r in prompts)
+        row["predicted_speedup_vs_untrimmed"] = statistics.median(
+            [u["predicted_seconds"] / r["predicted_seconds"] for u, r in zip(untrimmed, prompts)]
+        )
+        row["predicted_speedup_vs_target"] = statistics.median(
+            [a["predicted_seconds"] / r["predicted_seconds"] for a, r in zip(alone, prompts)]
+        )
+        if "predicted_tau" in row:
+            tau = np.asarray([r["predicted_tau"] for r in prompts])
+            context = float(np.mean([r.get("context_rows", 0.0) for r in prompts]))
+            k = None if row.get("kept_set") is None else row["k"]
+            membound = costs.decode_speedup(tau, k, context, memory_bound=True)
+            row["membound_predicted_speedup_vs_target"] = float(np.median(membound))
+
+
+def finish(report: dict[str, Any], costs: CostModel, out: Path, speedup_model_out: Path) -> None:
+    add_predictions(report, costs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec_decode.json").write_text(json.dumps(report, indent=2))
+    write_speedup_model(report, speedup_model_out)
+    print_table(report)
+    plot(report, out / "spec_decode.png")
+
+
+def summarize(rows, grid_rows, specs, args, plans, wall_seconds: float) -> dict[str, Any]:
+    """The measured side of the report: per configuration, the per-prompt rows and the paired ratios with CIs."""
+    configs: dict[str, Any] = {}
+    for key, prompt_rows in rows.items():
+        set_name, label = key.split("/")
+        tps = [r["new_tokens"] / statistics.median(r["seconds"]) for r in prompt_rows]
+        untrimmed = [r["new_tokens"] / statistics.median(r["seconds"]) for r in rows[f"{set_name}/untrimmed"]]
+        alone = [r["new_tokens"] / statistics.median(r["seconds"]) for r in rows[f"{set_name}/target"]]
+        vs_untrimmed = [a / b for a, b in zip(tps, untrimmed)]
+        vs_target = [a / b for a, b in zip(tps, alone)]
+        tokens = sum(r["new_tokens"] for r in prompt_rows)
+        row: dict[str, Any] = {
+            "per_prompt": prompt_rows,
+            "tokens_per_s": tokens / sum(statistics.median(r["seconds"]) for r in prompt_rows),
+            "speedup_vs_untrimmed": statistics.median(vs_untrimmed),
+            "speedup_vs_untrimmed_ci95": bootstrap_ci(vs_untrimmed),
+            "speedup_vs_target": statistics.median(vs_target),
+            "speedup_vs_target_ci95": bootstrap_ci(vs_target),
+        }
+        if "tau" in prompt_rows[0]:
+            steps = sum(r["new_tokens"] / r["tau"] for r in prompt_rows)
+            predicted = sum(r["new_tokens"] / r["predicted_tau"] for r in prompt_rows)
+            row.update(tau=tokens / steps, predicted_tau=tokens / predicted)
+            drafting = sum(statistics.median(r["draft_seconds"]) for r in prompt_rows)
+            row["draft_time_share"] = drafting / sum(statistics.median(r["seconds"]) for r in prompt_rows)
+            name, k, context = specs[set_name][label]
+            row.update(k=k, kept_set=name, context_tokens=context)
+        configs[key] = row
+    tau_grid = {}
+    for key, prompt_rows in grid_rows.items():
+        ks = prompt_rows[0]["ks"]
+        tokens = sum(r["new_tokens"] for r in prompt_rows)
+        untrimmed_tau = tokens / sum(r["untrimmed_steps"] for r in prompt_rows)
+        static = [tokens / sum(r["static_steps"][i] for r in prompt_rows) for i in range(len(ks))]
+        context = [tokens / sum(r["context_steps"][i] for r in prompt_rows) for i in range(len(ks))]
+        tau_grid[key] = {
+            "ks": ks,
+            "untrimmed_tau": untrimmed_tau,
+            "static_tau": static,
+            "context_tau": context,
+            "static_relative": [t / untrimmed_tau for t in static],
+            "context_relative": [t / untrimmed_tau for t in context],
+        }
+    return {
         "settings": {
-            **settings,
+            "num_assistant_tokens": args.gamma,
+            "num_assistant_tokens_schedule": "constant",
+            "assistant_confidence_threshold": 0.0,
             "max_new_tokens": args.max_new_tokens,
+            "prompts_per_set": args.prompts,
+            "repeats": args.repeats,
             "threads": torch.get_num_threads(),
             "dtype": "float32",
             "device": "cpu",
-            "prompts_per_set": args.max_prompts,
+            "wall_seconds": wall_seconds,
         },
-        "optimiser": summaries,
-        "configs": {},
+        "optimiser": {
+            name: {
+                "utility_k": p["utility_k"],
+                "speedup_context_k": p["speedup_context_k"],
+                "speedup": p["summary_speedup"],
+                "utility": p["summary_utility"],
+            }
+            for name, p in plans.items()
+        },
+        "configs": configs,
+        "tau_grid": tau_grid,
     }
-    for key, rec in records.items():
-        set_name, label = key.split("/")
-        tokens, seconds = sum(rec["tokens"]), sum(rec["seconds"])
-        base = records[f"{set_name}/target"]
-        untrimmed = records[f"{set_name}/untrimmed"]
-        row = {
-            "tokens_per_s": tokens / seconds,
-            "speedup_vs_target": (tokens / seconds) / (sum(base["tokens"]) / sum(base["seconds"])),
-            "speedup_vs_untrimmed": (tokens / seconds) / (sum(untrimmed["tokens"]) / sum(untrimmed["seconds"])),
+
+
+def write_speedup_model(report: dict[str, Any], path: Path) -> None:
+    """Predicted vs measured tokens/s per configuration (the speedup model's error), and the best configurations."""
+    configs = {}
+    for key, row in report["configs"].items():
+        configs[key] = {
+            "predicted_tokens_per_s": row["predicted_tokens_per_s"],
+            "measured_tokens_per_s": row["tokens_per_s"],
+            "relative_error": row["predicted_tokens_per_s"] / row["tokens_per_s"] - 1.0,
+            "predicted_speedup_vs_untrimmed": row["predicted_speedup_vs_untrimmed"],
+            "measured_speedup_vs_untrimmed": row["speedup_vs_untrimmed"],
+            "predicted_speedup_vs_target": row["predicted_speedup_vs_target"],
+            "measured_speedup_vs_target": row["speedup_vs_target"],
+            "speedup_relative_error": row["predicted_speedup_vs_target"] / row["speedup_vs_target"] - 1.0,
         }
-        if label != "target":
-            rounds = sum(rec["rounds"])
-            tau = (sum(rec["matches"]) + rounds) / rounds
-            # memory-bound regime (GPU, batch 1): a verification costs about one target step. A prediction from the
-            # measured tau, target step time and draft time per drafted token on this machine.
-            target_step = sum(base["seconds"]) / sum(base["tokens"])
-            draft_step = sum(rec["draft_seconds"]) / max(sum(rec["drafted"]), 1)
-            gamma = args.num_assistant_tokens
-            row.update(
-                {
-                    "tau": tau,
-                    "draft_ms_per_token": 1000 * draft_step,
-                    "membound_predicted_speedup_vs_target": tau * target_step / (gamma * draft_step + target_step),
-                    "draft_time_share": sum(rec["draft_seconds"]) / seconds,
-                    # pooled like the measured tau: all tokens / all (predicted) target steps
-                    "predicted_tau": sum(rec["tokens"]) / sum(rec["predicted_steps"]),
-                    "coverage_of_outputs": statistics.fmean(rec["coverage"]),
-                }
-            )
-        if label.startswith("trim_"):
-            name = "code" if "_code_" in label else "general"
-            row["k"] = len(kept_sets[label])
-            row["calibration_coverage"] = float(coverage_curve(counts[name].counts, orders[name])[row["k"]])
-        report["configs"][key] = row
-    (out / "spec_decode.json").write_text(json.dumps(report, indent=2))
+    errors = [abs(c["relative_error"]) for c in configs.values()]
+    ratio_errors = [abs(c["speedup_relative_error"]) for key, c in configs.items() if not key.endswith("/target")]
+    best = {}
+    for set_name in sorted({key.split("/")[0] for key in configs}):
+        keys = [key for key in configs if key.startswith(set_name)]
+        best[set_name] = {
+            "predicted_best": max(keys, key=lambda k: configs[k]["predicted_tokens_per_s"]),
+            "measured_best": max(keys, key=lambda k: configs[k]["measured_tokens_per_s"]),
+        }
+    result = {
+        "what": "relative error of predicted vs measured tokens/s per configuration (mean_abs_error, max_abs_error), "
+        "and of the predicted vs measured speedup over the target alone measured in the same paired rounds "
+        "(speedup_mean_abs_error, speedup_max_abs_error: machine-speed drift cancels in these ratios)",
+        "mean_abs_error": float(np.mean(errors)),
+        "max_abs_error": float(np.max(errors)),
+        "speedup_mean_abs_error": float(np.mean(ratio_errors)),
+        "speedup_max_abs_error": float(np.max(ratio_errors)),
+        "configs": configs,
+        "best": best,
+        "cost_model": report["cost_model"],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
     print(
-        f"\n{'prompts/config':<40} {'tok/s':>6} {'vs tgt':>7} {'vs untr':>8} {'tau':>5} {'pred':>5} {'draft%':>7} "
-        f"{'cov':>5}"
+        f"speedup model: tokens/s mean |error| {result['mean_abs_error']:.1%}, max {result['max_abs_error']:.1%}; "
+        f"speedup vs target mean |error| {result['speedup_mean_abs_error']:.1%}, max "
+        f"{result['speedup_max_abs_error']:.1%}; {best}"
+    )
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(
+        f"\n{'prompts/config':<36} {'tok/s':>6} {'pred':>6} {'vs untrimmed [95% CI]':>26} {'vs target [95% CI]':>24} "
+        f"{'tau':>5} {'pred':>5}"
     )
     for key, row in report["configs"].items():
+        lo, hi = row["speedup_vs_untrimmed_ci95"]
+        tlo, thi = row["speedup_vs_target_ci95"]
         print(
-            f"{key:<40} {row['tokens_per_s']:6.2f} {row['speedup_vs_target']:7.3f} {row['speedup_vs_untrimmed']:8.3f} "
-            f"{row.get('tau', float('nan')):5.2f} {row.get('predicted_tau', float('nan')):5.2f} "
-            f"{row.get('draft_time_share', float('nan')):7.1%} {row.get('coverage_of_outputs', float('nan')):5.3f}"
+            f"{key:<36} {row['tokens_per_s']:6.2f} {row['predicted_tokens_per_s']:6.2f} "
+            f"{row['speedup_vs_untrimmed']:8.3f} [{lo:.3f}, {hi:.3f}]   {row['speedup_vs_target']:7.3f} "
+            f"[{tlo:.3f}, {thi:.3f}] {row.get('tau', float('nan')):5.2f} {row.get('predicted_tau', float('nan')):5.2f}"
         )
-    plot(report, out / "spec_decode.png")
+    print(f"wall time {report['settings']['wall_seconds'] / 60:.1f} min")
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -301,22 +553,30 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = list(report["configs"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
-    values = [report["configs"][k]["speedup_vs_untrimmed"] for k in keys]
-    left.barh(keys, values, color=["tab:gray" if "target" in k or "untrimmed" in k else "tab:blue" for k in keys])
+    keys = [k for k in report["configs"] if not k.endswith("/untrimmed")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5), constrained_layout=True)
+    med = [report["configs"][k]["speedup_vs_untrimmed"] for k in keys]
+    ci = np.array([report["configs"][k]["speedup_vs_untrimmed_ci95"] for k in keys])
+    left.barh(
+        keys,
+        med,
+        xerr=[np.array(med) - ci[:, 0], ci[:, 1] - np.array(med)],
+        capsize=3,
+        color=["tab:gray" if k.endswith("/target") else "tab:green" if "context" in k else "tab:blue" for k in keys],
+    )
     left.axvline(1.0, color="black", lw=1)
-    left.set_xlabel("tokens/s relative to the untrimmed draft (same prompt set)")
-    left.set_title("throughput (CPU, fp32, greedy)")
-    taus = [(k, report["configs"][k]) for k in keys if "tau" in report["configs"][k]]
-    right.scatter([r["predicted_tau"] for _, r in taus], [r["tau"] for _, r in taus])
-    for k, r in taus:
-        right.annotate(k, (r["predicted_tau"], r["tau"]), fontsize=7)
-    lims = [1, max(max(r["tau"] for _, r in taus), max(r["predicted_tau"] for _, r in taus)) + 0.3]
+    left.set_xlabel("tokens/s relative to the untrimmed draft (median over prompts, 95% bootstrap CI)")
+    left.set_title("paired throughput (CPU, fp32, greedy)")
+    measured = [report["configs"][k]["tokens_per_s"] for k in report["configs"]]
+    predicted = [report["configs"][k]["predicted_tokens_per_s"] for k in report["configs"]]
+    right.scatter(predicted, measured)
+    for k, x, y in zip(report["configs"], predicted, measured):
+        right.annotate(k, (x, y), fontsize=7)
+    lims = [min(measured + predicted) * 0.95, max(measured + predicted) * 1.05]
     right.plot(lims, lims, ls="--", color="gray")
-    right.set_xlabel("predicted tokens per step (acceptance model)")
-    right.set_ylabel("measured tokens per step (generate)")
-    right.set_title("acceptance model vs measurement")
+    right.set_xlabel("predicted tokens/s (cost model from profile_assisted + acceptance model)")
+    right.set_ylabel("measured tokens/s")
+    right.set_title("speedup model vs measurement")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

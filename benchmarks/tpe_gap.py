@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
 from hf_vocabtrim.counting import count_tokens
 from hf_vocabtrim.data import ChatColumns, load_chats
-from hf_vocabtrim.planning import load_draft_config, plan
+from hf_vocabtrim.loaders import load_draft_config
+from hf_vocabtrim.planning import Utility, plan
 
 
 def main() -> None:
@@ -36,35 +36,34 @@ def main() -> None:
     settings = [(0.5, 0.9, "calibration"), (0.7, 0.95, "calibration"), (0.5, 0.9, "heldout"), (0.3, 0.8, "heldout")]
     for alpha, c_min, coverage in settings:
         for seed in range(args.seeds):
-            with tempfile.TemporaryDirectory() as tmp:
-                s = plan(
-                    counts,
-                    config,
-                    tmp,
-                    alpha=alpha,
-                    min_coverage=c_min,
-                    n_trials=args.trials,
-                    seed=seed,
-                    heldout=heldout,
-                    objective_coverage=coverage,
-                    progress=False,
-                )
+            result = plan(
+                counts,
+                config,
+                objective=Utility(alpha),
+                min_coverage=c_min,
+                n_trials=args.trials,
+                seed=seed,
+                heldout=heldout,
+                coverage_basis=coverage,
+                progress=False,
+            )
+            choice = result.choice
             runs.append(
                 {
                     "alpha": alpha,
                     "min_coverage": c_min,
                     "objective_coverage": coverage,
                     "seed": seed,
-                    "k": s["k"],
-                    "exact_k": s["exact_k"],
-                    "utility": s["utility"],
-                    "exact_utility": s["exact_utility"],
-                    "tpe_gap": s["tpe_gap"],
+                    "k": choice.k,
+                    "exact_k": choice.exact_k,
+                    "utility": choice.value,
+                    "exact_utility": choice.exact_value,
+                    "tpe_gap": choice.gap,
                 }
             )
             print(json.dumps(runs[-1]))
     gaps = [r["tpe_gap"] for r in runs]
-    result = {
+    summary = {
         "tokenizer": args.tokenizer,
         "draft_config": args.draft_config,
         "trials": args.trials,
@@ -77,11 +76,11 @@ def main() -> None:
         "of": len(gaps),
     }
     print(
-        f"TPE gap to the exact optimum over {len(gaps)} runs: median {result['median_gap']:.5%}, max "
-        f"{result['max_gap']:.5%}; within 0.1%: {result['within_0.1%']}/{len(gaps)}"
+        f"TPE gap to the exact optimum over {len(gaps)} runs: median {summary['median_gap']:.5%}, max "
+        f"{summary['max_gap']:.5%}; within 0.1%: {summary['within_0.1%']}/{len(gaps)}"
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(args.out).write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

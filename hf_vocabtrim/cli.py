@@ -1,5 +1,9 @@
 # Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
-"""``vocabtrim`` command line: count -> optimize -> trim (and profile, export, import, demo)."""
+"""``vocabtrim`` command line: count -> optimize -> trim (and profile, acceptance, export, import, demo).
+
+Each command is a thin call into the package; this module only parses arguments and turns errors into one line and a
+non-zero exit. It is long because one argparse parser holds every command and its flags.
+"""
 
 from __future__ import annotations
 
@@ -10,50 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DTYPES = ("float32", "bfloat16", "float16", "auto")
+from .loaders import DTYPES, load_causal_lm, load_draft_config, load_generation_config, load_tokenizer
 
 
-def load_tokenizer(source: str, gguf_file: str | None = None) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
-
-
-def load_causal_lm(source: str, gguf_file: str | None = None, dtype: str = "float32") -> Any:
-    """``AutoModelForCausalLM`` from a folder or Hub id (``gguf_file`` for GGUF checkpoints), in eval mode."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
-    if gguf_file:
-        kwargs["gguf_file"] = gguf_file
-    return AutoModelForCausalLM.from_pretrained(source, **kwargs).eval()
-
-
-def _add_data_args(parser: argparse.ArgumentParser, flag: str = "--data", required: bool = True) -> None:
-    parser.add_argument(
-        flag, required=required, help="chat data: .json/.jsonl/.parquet/.csv/.txt file, folder or Hub dataset id"
-    )
-    parser.add_argument("--split", default="train", help="dataset split (Hub / folder datasets)")
-    parser.add_argument("--data-config", default=None, help="dataset configuration name (Hub datasets)")
-    parser.add_argument("--streaming", action="store_true", help="stream the dataset instead of downloading it")
-    parser.add_argument(
-        "--format",
-        default="auto",
-        choices=["auto", "messages", "sharegpt", "pairs", "text"],
-        help="layout of the rows (auto: from the column names)",
-    )
-    parser.add_argument("--messages-column", default="messages")
-    parser.add_argument("--conversations-column", default="conversations")
-    parser.add_argument("--prompt-column", default="prompt")
-    parser.add_argument("--response-column", default="response")
-    parser.add_argument("--system-column", default=None)
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--max-examples", type=int, default=None, help="use only the first N rows")
-
-
-def _count(args: argparse.Namespace, data: str, tokenizer: Any) -> Any:
-    from .counting import count_tokens
+def _load_rows(args: argparse.Namespace, data: str, max_examples: int | None = None) -> Any:
     from .data import ChatColumns, load_chats
 
     columns = ChatColumns(
@@ -64,22 +28,42 @@ def _count(args: argparse.Namespace, data: str, tokenizer: Any) -> Any:
         system=args.system_column,
         text=args.text_column,
     )
-    dataset = load_chats(
+    return load_chats(
         data,
         split=args.split,
         streaming=args.streaming,
         fmt=args.format,
         columns=columns,
-        max_examples=args.max_examples,
+        max_examples=max_examples if max_examples is not None else args.max_examples,
         data_config=args.data_config,
     )
-    return count_tokens(tokenizer, dataset, batch_size=args.batch_size, num_proc=args.num_proc, source=str(data))
+
+
+def _count(args: argparse.Namespace, data: str, tokenizer: Any) -> Any:
+    from .counting import count_tokens
+
+    rows = _load_rows(args, data)
+    return count_tokens(tokenizer, rows, batch_size=args.batch_size, num_proc=args.num_proc, source=Path(data).name)
+
+
+def _plan_for(args: argparse.Namespace, draft_config: Any, generation_config: Any) -> Any:
+    """The keep plan of ``--plan`` / ``--summary`` (written by optimize), or one made from ``--counts``."""
+    from .counts import TokenCounts
+    from .keep_plan import KeepPlan
+
+    source = getattr(args, "plan", None) or (Path(args.summary).parent if getattr(args, "summary", None) else None)
+    if source is not None:
+        return KeepPlan.load(source)
+    if not args.counts:
+        raise ValueError("pass --plan/--summary (from `vocabtrim optimize`) or --counts.")
+    return KeepPlan.from_counts(TokenCounts.load(args.counts), draft_config, generation_config)
 
 
 def cmd_count(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer, args.gguf_file)
     counts = _count(args, args.data, tokenizer)
     counts.save(args.out)
+    keys = ("conversations_without_assistant_text", "skipped_conversations")
     print(
         json.dumps(
             {
@@ -88,6 +72,7 @@ def cmd_count(args: argparse.Namespace) -> int:
                 "tokens": counts.num_tokens,
                 "distinct_ids": int((counts.counts > 0).sum()),
                 "vocab_size": counts.vocab_size,
+                **{key: counts.extra[key] for key in keys if key in counts.extra},
             }
         )
     )
@@ -95,8 +80,11 @@ def cmd_count(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from .counting import TokenCounts
-    from .planning import load_draft_config, plan
+    from .acceptance import AcceptanceCurve
+    from .counts import TokenCounts
+    from .planning import Speedup, Utility, plan
+    from .report import write_report
+    from .speedup import CostModel
 
     counts = TokenCounts.load(args.counts)
     heldout = TokenCounts.load(args.eval_counts) if args.eval_counts else None
@@ -107,83 +95,86 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         counts.check_tokenizer(tokenizer)
         heldout = _count(args, args.eval_data, tokenizer)
     draft_config = load_draft_config(args.draft_config)
-    latency_fit = json.loads(Path(args.latency_fit).read_text()) if args.latency_fit else None
-    acceptance = timing = None
+    objective: Utility | Speedup = Utility(args.alpha)
     if args.objective == "speedup":
-        if not args.acceptance:
-            raise ValueError("--objective speedup needs --acceptance (from `vocabtrim acceptance`).")
-        acceptance = json.loads(Path(args.acceptance).read_text())
-        timing = dict(acceptance.get("timing") or {})
-        for key in ("target_ms", "verify_ms", "draft_ms"):
-            if getattr(args, key) is not None:
-                timing[key] = getattr(args, key)
-        if "target_ms" not in timing:
+        if not args.acceptance or not args.costs:
             raise ValueError(
-                "--objective speedup needs the target step time: --target-ms (or timings in --acceptance)."
+                "--objective speedup needs --acceptance (from `vocabtrim acceptance`) and --costs (from "
+                "`vocabtrim profile --assisted`)."
             )
-    summary = plan(
+        acceptance = json.loads(Path(args.acceptance).read_text())
+        if acceptance.get("vocab_hash") not in (None, counts.vocab_hash):
+            raise ValueError("the acceptance curve was made with another tokenizer than these counts.")
+        costs = CostModel.from_dict(json.loads(Path(args.costs).read_text()))
+        objective = Speedup(AcceptanceCurve.from_dict(acceptance), costs, context_tokens=args.context_tokens)
+    result = plan(
         counts,
         draft_config,
-        args.out,
-        alpha=args.alpha,
+        objective=objective,
+        generation_config=load_generation_config(args.draft_config),
+        coverage_basis=args.objective_coverage,
+        heldout=heldout,
         min_coverage=args.min_coverage,
         k_min=args.k_min,
         k_max=args.k_max,
         n_trials=args.trials,
         seed=args.seed,
         context_length=args.context_length,
-        heldout=heldout,
-        latency_fit=latency_fit,
-        objective_coverage=args.objective_coverage,
-        objective=args.objective,
-        acceptance=acceptance,
-        timing=timing,
+        latency_fit=json.loads(Path(args.latency_fit).read_text()) if args.latency_fit else None,
+        alpha=args.alpha,
     )
+    summary = write_report(result, args.out, draft_config, alpha=args.alpha)
     keys = (
         "k",
         "coverage",
+        "coverage_basis",
         "heldout_coverage",
         "latency_reduction",
         "utility",
         "exact_k",
-        "exact_utility",
         "tpe_gap",
         "predicted_speedup",
+        "predicted_speedup_untrimmed",
+        "advice",
         "objectives",
     )
     print(json.dumps({key: summary[key] for key in keys if key in summary}, indent=1))
-    print(f"wrote {args.out}/summary.json, trials.json, pareto.json, trim_report.png")
+    print(f"wrote {args.out}/summary.json, trials.json, pareto.json, trim_report.png, keep_plan.safetensors")
     return 0
 
 
 def cmd_trim(args: argparse.Namespace) -> int:
-    from .counting import TokenCounts
-    from .planning import trim_from_counts
+    from .counts import TokenCounts
+    from .hub import public_name
+    from .trimming import trim_draft
 
-    if (args.k is None) == (args.summary is None):
-        raise ValueError("pass exactly one of --k or --summary.")
-    k = args.k if args.k is not None else int(json.loads(Path(args.summary).read_text())["k"])
-    counts = TokenCounts.load(args.counts)
     tokenizer = load_tokenizer(args.tokenizer or args.draft, args.gguf_file)
     draft = load_causal_lm(args.draft, args.gguf_file, args.dtype)
-    settings = {"num_assistant_tokens": args.num_assistant_tokens}
-    model = trim_from_counts(
+    target = load_draft_config(args.target) if args.target else None
+    keep = _plan_for(args, draft.config.get_text_config(decoder=True), draft.generation_config)
+    counts = TokenCounts.load(args.counts) if args.counts else None
+    model = trim_draft(
         draft,
-        counts,
-        k,
+        keep,
+        args.k,
         tokenizer=tokenizer,
-        assistant_settings=settings,
-        trimming={"base_model": args.draft, "gguf_file": args.gguf_file},
+        target=target,
+        counts=counts,
+        context_tokens=args.context_tokens,
+        assistant_settings={"num_assistant_tokens": args.num_assistant_tokens},
+        trimming={"base_model": public_name(args.draft), "gguf_file": args.gguf_file},
     )
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
+    info = model.config.trimming
     print(
         json.dumps(
             {
                 "out": str(args.out),
-                "k": k,
+                "k": info["k"],
                 "vocab_size": model.full_vocab_size,
-                "coverage": model.config.trimming["coverage"],
+                "coverage": info.get("coverage"),
+                "context_tokens": model.config.context_tokens,
             }
         )
     )
@@ -193,15 +184,25 @@ def cmd_trim(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     import torch
 
+    from .assisted_costs import profile_assisted
     from .profiling import profile_draft
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    draft = load_causal_lm(args.draft, args.gguf_file, args.dtype)
-    if args.device:
-        draft.to(args.device)
-    result = profile_draft(draft, args.ks, prompt=args.prompt, steps=args.steps, rounds=args.rounds)
+    placement = {"device_map": args.device} if args.device else {}
+    draft = load_causal_lm(args.draft, args.gguf_file, args.dtype, **placement)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if args.assisted:
+        if not args.target:
+            raise ValueError("--assisted needs --target.")
+        target = load_causal_lm(args.target, None, args.dtype, **placement)
+        costs = profile_assisted(
+            target, draft, gamma=args.gamma, ks=args.ks, prompt_tokens=args.contexts, new_tokens=args.new_tokens
+        )
+        Path(args.out).write_text(json.dumps(costs.as_dict(), indent=2))
+        print(json.dumps(costs.as_dict(), indent=1))
+        return 0
+    result = profile_draft(draft, args.ks, prompt=args.prompt, steps=args.steps, rounds=args.rounds)
     Path(args.out).write_text(json.dumps(result, indent=2))
     for point in result["points"]:
         print(f"k={point['k']:>8}: {point['ms']:8.2f} ms/token")
@@ -214,24 +215,33 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_acceptance(args: argparse.Namespace) -> int:
     from .acceptance import measure_acceptance
-    from .counting import TokenCounts
 
-    counts = TokenCounts.load(args.counts)
     tokenizer = load_tokenizer(args.tokenizer or args.draft)
-    counts.check_tokenizer(tokenizer)
     target = load_causal_lm(args.target, None, args.dtype)
     draft = load_causal_lm(args.draft, None, args.dtype)
-    from .data import ChatColumns, load_chats
+    keep = _plan_for(args, draft.config.get_text_config(decoder=True), draft.generation_config)
+    from .counts import vocab_hash
 
-    rows = load_chats(args.data, split=args.split, max_examples=args.max_examples, columns=ChatColumns())
+    if vocab_hash(tokenizer) != keep.vocab_hash:
+        raise ValueError("the counts/plan were made with another tokenizer than the draft's; count again.")
+    rows = _load_rows(args, args.data)
     result = measure_acceptance(
-        target, draft, tokenizer, rows, counts, ks=args.ks, gamma=args.gamma, max_length=args.max_length
+        target,
+        draft,
+        tokenizer,
+        rows,
+        keep,
+        ks=args.ks,
+        gamma=args.gamma,
+        max_length=args.max_length,
+        context=args.context_tokens,
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    for k, tau in zip(result["ks"], result["tau"]):
-        print(f"k={k:>8}: tau {tau:.3f}")
-    print(f"timing: {json.dumps(result['timing'])}; wrote {args.out}")
+    for i, (k, tau) in enumerate(zip(result["ks"], result["tau"])):
+        context = result.get("tau_context")
+        print(f"k={k:>8}: tau {tau:.3f}" + (f", with context ids {context[i]:.3f}" if context else ""))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -246,12 +256,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.model} is not a trimmed draft; create one with `vocabtrim trim`.")
     with safe_open(str(Path(args.model) / "model.safetensors"), framework="np") as handle:
         kept = np.asarray(handle.get_tensor("kept_ids"))
-    if args.format == "frspec" and args.counts:  # FR-Spec wants the ids most frequent first
-        from .counting import TokenCounts
+    if args.format == "frspec" and args.plan:  # FR-Spec wants the ids most frequent first: the plan's order
+        from .keep_plan import KeepPlan
 
-        counts = TokenCounts.load(args.counts).counts
-        padded = np.concatenate([counts, np.zeros(max(0, int(kept.max()) + 1 - len(counts)), dtype=np.int64)])
-        kept = kept[np.argsort(-padded[kept], kind="stable")]
+        order = KeepPlan.load(args.plan).order
+        kept = order[np.isin(order, kept)]
     vocab = int(config["text_config"]["vocab_size"])
     path = export_token_map(kept, args.out, args.format, vocab_size=vocab)
     print(json.dumps({"out": str(path), "format": args.format, "k": int(len(kept)), "vocab_size": vocab}))
@@ -269,7 +278,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         draft,
         kept,
         keep_special_tokens=not args.exact,
-        trimming={"imported_from": str(args.token_map), "format": args.format},
+        context_tokens=args.context_tokens,
+        trimming={"imported_from": Path(args.token_map).name, "format": args.format},
     )
     model.save_pretrained(args.out)
     try:
@@ -287,6 +297,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_args(parser: argparse.ArgumentParser, flag: str = "--data", required: bool = True) -> None:
+    parser.add_argument(flag, required=required, help="chat data: .json/.jsonl/.parquet/.csv/.txt, folder or Hub id")
+    parser.add_argument("--split", default="train", help="dataset split (Hub / folder datasets)")
+    parser.add_argument("--data-config", default=None, help="dataset configuration name (Hub datasets)")
+    parser.add_argument("--streaming", action="store_true", help="stream the dataset instead of downloading it")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "messages", "sharegpt", "pairs", "text"],
+        help="layout of the rows (auto: from the column names)",
+    )
+    for name, default in (
+        ("messages", "messages"),
+        ("conversations", "conversations"),
+        ("prompt", "prompt"),
+        ("response", "response"),
+        ("system", None),
+        ("text", "text"),
+    ):
+        parser.add_argument(f"--{name}-column", default=default)
+    parser.add_argument("--max-examples", type=int, default=None, help="use only the first N rows")
+
+
+def _add_plan_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plan", default=None, help="keep plan (folder or keep_plan.safetensors) from optimize")
+    parser.add_argument("--summary", default=None, help="summary.json from optimize (its keep plan beside it)")
+    parser.add_argument("--counts", default=None, help="counts file (ranks the ids when no plan is given)")
+
+
+def _context_flag(parser: argparse.ArgumentParser, default: bool | None, help: str) -> None:
+    parser.add_argument("--context-tokens", action=argparse.BooleanOptionalAction, default=default, help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vocabtrim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-proc", type=int, default=1, help="worker processes")
     p.set_defaults(func=cmd_count)
 
-    p = sub.add_parser("optimize", help="choose k: max U(k) s.t. C(k) >= c_min with Optuna TPE; JSON + PNG")
+    p = sub.add_parser("optimize", help="choose k: max U(k) (or predicted speedup) s.t. C(k) >= c_min with TPE")
     p.add_argument("--counts", required=True, help="counts file from `vocabtrim count`")
     p.add_argument("--draft-config", required=True, help="draft folder, Hub id or config.json")
     p.add_argument("--min-coverage", type=float, default=0.9, help="coverage floor c_min")
@@ -315,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--objective",
         default="utility",
         choices=["utility", "speedup"],
-        help="utility: the paper's U(k); speedup: predicted tokens/s from acceptance and step times",
+        help="utility: the paper's U(k); speedup: predicted tokens/s (needs --acceptance and --costs)",
     )
     p.add_argument(
         "--objective-coverage",
@@ -324,9 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="coverage used in U(k) and the floor (heldout needs --eval-counts/--eval-data)",
     )
     p.add_argument("--acceptance", default=None, help="acceptance JSON from `vocabtrim acceptance`")
-    p.add_argument("--target-ms", type=float, default=None, help="target 1-token step time (speedup objective)")
-    p.add_argument("--verify-ms", type=float, default=None, help="target verification time (default: target-ms)")
-    p.add_argument("--draft-ms", type=float, default=None, help="full-vocabulary draft step time (no --latency-fit)")
+    p.add_argument("--costs", default=None, help="cost model JSON from `vocabtrim profile --assisted`")
+    _context_flag(p, False, "speedup objective: the draft also scores the ids already in the sequence")
     p.add_argument("--eval-counts", default=None, help="held-out counts file for out-of-domain coverage")
     _add_data_args(p, "--eval-data", required=False)
     p.add_argument("--tokenizer", default=None, help="tokenizer for --eval-data")
@@ -335,50 +377,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_optimize)
 
-    p = sub.add_parser("trim", help="write a TrimmedDraftModel folder from a draft + counts + k")
+    p = sub.add_parser("trim", help="write a TrimmedDraftModel folder from a draft and a keep plan (or counts + k)")
     p.add_argument("--draft", required=True, help="draft folder or Hub id")
     p.add_argument("--gguf-file", default=None, help="GGUF file inside --draft")
     p.add_argument("--tokenizer", default=None, help="tokenizer (default: the draft's)")
-    p.add_argument("--counts", required=True)
-    p.add_argument("--k", type=int, default=None, help="kept vocabulary size")
-    p.add_argument("--summary", default=None, help="summary.json from `vocabtrim optimize` (uses its k)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument("--target", default=None, help="target (only its config is read: a padded vocabulary V)")
+    _add_plan_args(p)
+    p.add_argument("--k", type=int, default=None, help="kept vocabulary size (default: the plan's)")
+    _context_flag(p, None, "score the ids already in the sequence too (default: on for tied-embedding drafts)")
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="default: the checkpoint's dtype")
     p.add_argument("--num-assistant-tokens", type=int, default=5, help="draft tokens per round")
     p.add_argument("--out", required=True, help="output model folder")
     p.set_defaults(func=cmd_trim)
 
-    p = sub.add_parser("profile", help="time the draft's decode step at several k and fit time(k) = a + b*k")
+    p = sub.add_parser("profile", help="time the draft step vs k (fit a + b*k), or assisted rounds (--assisted)")
     p.add_argument("--draft", required=True)
     p.add_argument("--gguf-file", default=None)
-    p.add_argument("--dtype", default="float32", choices=DTYPES)
-    p.add_argument("--device", default=None, help="e.g. cuda")
-    p.add_argument("--ks", nargs="+", type=int, default=[1024, 4096, 16384, 65536])
-    p.add_argument("--prompt", type=int, default=64)
+    p.add_argument("--target", default=None, help="target model (with --assisted)")
+    p.add_argument("--assisted", action="store_true", help="measure the cost model inside real generate() calls")
+    p.add_argument("--gamma", type=int, default=5, help="draft tokens per round (--assisted)")
+    p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per timed call (--assisted)")
+    p.add_argument("--contexts", nargs=2, type=int, default=[64, 512], help="the two prompt lengths timed (--assisted)")
+    p.add_argument("--dtype", default="auto", choices=DTYPES)
+    p.add_argument("--device", default=None, help="device_map for the models, e.g. cuda")
+    p.add_argument(
+        "--ks", nargs="+", type=int, default=None, help="k values (default 1024..65536; --assisted 8192 65536)"
+    )
+    p.add_argument("--prompt", type=int, default=64, help="prompt tokens")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", required=True, help="latency fit JSON")
+    p.add_argument("--out", required=True, help="latency fit / cost model JSON")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("acceptance", help="exact greedy tau(k) from one teacher-forced pass of target and draft")
+    p = sub.add_parser(
+        "acceptance", help="exact greedy tau(k), static and with context ids, from one teacher-forced pass"
+    )
     p.add_argument("--target", required=True)
     p.add_argument("--draft", required=True)
     p.add_argument("--tokenizer", default=None)
-    p.add_argument("--data", required=True, help="calibration chats")
-    p.add_argument("--split", default="train")
-    p.add_argument("--counts", required=True, help="counts that rank the ids (as for `optimize`)")
+    _add_data_args(p)
+    _add_plan_args(p)
     p.add_argument("--ks", nargs="+", type=int, default=None, help="k grid (default: log-spaced)")
     p.add_argument("--gamma", type=int, default=5, help="draft tokens per round")
-    p.add_argument("--max-examples", type=int, default=64)
     p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    _context_flag(p, True, "also measure tau with the ids already in the sequence scored")
+    p.add_argument("--dtype", default="auto", choices=DTYPES)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_acceptance)
+    p.set_defaults(func=cmd_acceptance, max_examples=64)
 
     p = sub.add_parser("export", help="write a trimmed draft's kept set for SGLang, EAGLE-3 (vLLM) or FR-Spec")
     p.add_argument("--model", required=True, help="trimmed draft folder")
     p.add_argument("--format", required=True, choices=["sglang", "eagle3", "frspec"])
-    p.add_argument("--counts", default=None, help="counts to order FR-Spec's list by frequency")
+    p.add_argument("--plan", default=None, help="keep plan: orders FR-Spec's list most frequent first")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
 
@@ -388,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-map", required=True)
     p.add_argument("--format", required=True, choices=["sglang", "eagle3", "frspec"])
     p.add_argument("--exact", action="store_true", help="keep exactly the map's ids (no added special tokens)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    _context_flag(p, None, "score the ids already in the sequence too (default: on for tied-embedding drafts)")
+    p.add_argument("--dtype", default="auto", choices=DTYPES)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import)
 
@@ -401,7 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "profile" and args.ks is None:
+        args.ks = [8192, 65536] if args.assisted else [1024, 4096, 16384, 65536]
     try:
+        import datasets
+
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # data errors are reported once, below
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"vocabtrim {args.command}: error: {err}", file=sys.stderr)

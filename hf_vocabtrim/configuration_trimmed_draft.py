@@ -10,15 +10,23 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
+CONTEXT_ROWS = ("input_embeddings", "stored_head")
+
 
 class TrimmedDraftConfig(PretrainedConfig):
     """Config of a draft causal LM whose LM head keeps ``draft_vocab_size`` rows of the full vocabulary.
 
     Args:
-        text_config: the config of the base draft (any ``AutoModelForCausalLM`` architecture). Its ``vocab_size``
-            stays the full vocabulary V: the input embedding keeps all V rows and transformers sees a draft
-            that shares the target's tokenizer. ``get_text_config()`` returns it, so caches are built from it.
+        text_config: the config of the base draft (any ``AutoModelForCausalLM`` architecture). Its ``vocab_size`` is
+            the target's vocabulary V: the input embedding keeps all V rows and transformers sees a draft that
+            shares the target's tokenizer. ``get_text_config()`` returns it, so caches are built from it.
         draft_vocab_size: k, the number of LM-head rows kept (the length of the ``kept_ids`` buffer).
+        context_tokens: in every forward, also score the ids already in the sequence (prompt and output so far).
+        context_rows: where the LM-head rows of context ids come from: ``"input_embeddings"`` (the base draft ties
+            its head to its input embedding, so the rows cost no memory) or ``"stored_head"`` (an untied draft: the
+            full head is kept in the checkpoint as ``context_head_weight``).
+        base_vocab_size: the base draft's own vocabulary size where it differs from V (a target whose vocabulary is
+            padded, e.g. Qwen2.5-7B's 152,064 vs Qwen2.5-0.5B's 151,936); ids at or above it are padding rows.
         trimming: free-form provenance (data, coverage, latency reduction); saved as-is in ``config.json``.
     """
 
@@ -29,6 +37,9 @@ class TrimmedDraftConfig(PretrainedConfig):
         self,
         text_config: PretrainedConfig | dict[str, Any] | None = None,
         draft_vocab_size: int | None = None,
+        context_tokens: bool = False,
+        context_rows: str | None = None,
+        base_vocab_size: int | None = None,
         trimming: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -38,15 +49,20 @@ class TrimmedDraftConfig(PretrainedConfig):
             if model_type is None:
                 raise ValueError("TrimmedDraftConfig: `text_config` has no `model_type`; pass the base draft's config.")
             text_config = AutoConfig.for_model(model_type, **text_config)
+        if context_tokens and context_rows not in CONTEXT_ROWS:
+            raise ValueError(f"TrimmedDraftConfig: `context_rows` must be one of {CONTEXT_ROWS}, got {context_rows!r}.")
         self.text_config = text_config
         self.draft_vocab_size = draft_vocab_size
+        self.context_tokens = bool(context_tokens)
+        self.context_rows = context_rows if context_tokens else None
+        self.base_vocab_size = base_vocab_size
         self.trimming = dict(trimming or {})
         kwargs.setdefault("tie_word_embeddings", False)  # the sliced head is its own parameter, never re-tied
         super().__init__(**kwargs)
 
     @property
     def vocab_size(self) -> int | None:
-        """The full vocabulary V (the base draft's ``vocab_size``), not k."""
+        """The full vocabulary V (the base draft's ``vocab_size``, the target's), not k."""
         return None if self.text_config is None else self.text_config.vocab_size
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 # Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
-"""Coverage C(k) of the top-k ids (forced special tokens first) and the kept set for a given k."""
+"""Keep order of the ids (forced special tokens first, then by count) and the coverage C(k) of its top k."""
 
 from __future__ import annotations
 
@@ -43,16 +43,6 @@ def coverage_curve(counts: np.ndarray, order: np.ndarray) -> np.ndarray:
     if total <= 0:
         raise ValueError("the counts are all zero: count some assistant tokens first.")
     return np.concatenate([[0.0], np.cumsum(counts[order]) / total])
-
-
-def kept_ids_for_k(order: np.ndarray, k: int, num_forced: int = 0) -> np.ndarray:
-    """The sorted ids kept at size k (the first k of ``order``)."""
-    if not num_forced <= k <= len(order):
-        raise ValueError(
-            f"k={k} is out of range: it must be in [{max(num_forced, 1)}, {len(order)}] "
-            f"({num_forced} forced special tokens, V={len(order)})."
-        )
-    return np.sort(order[:k])
 
 
 def coverage_of(kept_ids: Iterable[int], counts: np.ndarray) -> float:

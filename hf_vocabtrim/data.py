@@ -1,8 +1,14 @@
 # Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
-"""Load chat data (local files, in-memory rows or any ``datasets`` dataset) as one ``messages`` column."""
+"""Load chat data (local files, in-memory rows or any ``datasets`` dataset) as one ``messages`` column.
+
+Every message is normalised to ``role``, ``content`` (text; a list of parts is joined, ``None`` is empty),
+``reasoning_content`` (where the data has it: the reasoning a thinking model emits) and ``extra`` (the other fields,
+e.g. ``tool_calls``, as JSON), so the chat template renders the conversation as the model saw it.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +16,7 @@ from typing import Any
 
 import datasets
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 _SHAREGPT_ROLES = {
     "human": "user",
@@ -27,6 +33,7 @@ _SHAREGPT_ROLES = {
     "observation": "tool",
 }
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
+_OWN_KEYS = {"role", "content", "reasoning_content", "from", "value"}
 
 
 @dataclass(frozen=True)
@@ -59,26 +66,69 @@ def detect_format(column_names: Iterable[str], columns: ChatColumns = ChatColumn
     )
 
 
+def content_text(content: Any) -> str:
+    """Text of a message content: a string, ``None`` (empty) or a list of parts (their text, joined)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        return "".join(
+            str(part.get("text") or "") if isinstance(part, Mapping) else content_text(part) for part in content
+        )
+    if isinstance(content, Mapping):
+        return str(content.get("text") or "")
+    return str(content)
+
+
+def message(role: str, content: Any, source: Mapping[str, Any] | None = None) -> Message:
+    """A normalised message; fields of ``source`` other than role/content/reasoning go to ``extra`` as JSON."""
+    source = source or {}
+    reasoning = source.get("reasoning_content")
+    others = {k: v for k, v in source.items() if k not in _OWN_KEYS and v is not None}
+    return {
+        "role": role,
+        "content": content_text(content),
+        "reasoning_content": None if reasoning is None else content_text(reasoning),
+        "extra": json.dumps(others, ensure_ascii=False, default=str) if others else None,
+    }
+
+
 def _to_messages(example: Mapping[str, Any], fmt: str, columns: ChatColumns) -> list[Message]:
     if fmt == "messages":
-        return [
-            {"role": str(m["role"]), "content": "" if m.get("content") is None else str(m["content"])}
-            for m in example[columns.messages]
-        ]
+        return [message(str(m["role"]), m.get("content"), m) for m in example[columns.messages]]
     if fmt == "sharegpt":
         out = []
         for turn in example[columns.conversations]:
             role = _SHAREGPT_ROLES.get(str(turn["from"]).lower())
             if role is None:
                 raise ValueError(f"unknown ShareGPT speaker {turn['from']!r}; known: {sorted(_SHAREGPT_ROLES)}")
-            out.append({"role": role, "content": str(turn["value"])})
+            out.append(message(role, turn.get("value"), turn))
         return out
     messages = []
     if columns.system and example.get(columns.system):
-        messages.append({"role": "system", "content": str(example[columns.system])})
-    messages.append({"role": "user", "content": str(example[columns.prompt])})
-    messages.append({"role": "assistant", "content": str(example[columns.response])})
+        messages.append(message("system", example[columns.system]))
+    messages.append(message("user", example[columns.prompt]))
+    messages.append(message("assistant", example[columns.response]))
     return messages
+
+
+def _load_file_or_hub(source: str | Path, split: str, streaming: bool, data_config: str | None) -> Any:
+    path = Path(source).expanduser()
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    builder = _FILE_BUILDERS.get(suffix.removesuffix(".gz"))
+    looks_local = builder is not None or str(source).startswith(("/", "./", "../", "~"))
+    if looks_local and not path.exists():
+        raise ValueError(f"data file {source} does not exist (a local path; Hub datasets are named `owner/name`).")
+    try:
+        if path.is_file() and builder is not None:
+            return datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
+        if path.is_file():
+            raise ValueError(f"unsupported data file {path}: use one of {sorted(_FILE_BUILDERS)} (optionally .gz).")
+        return datasets.load_dataset(str(source), data_config, split=split, streaming=streaming)
+    except datasets.exceptions.DatasetGenerationError as err:  # e.g. a malformed JSON line
+        cause = err.__cause__ or err
+        raise ValueError(f"cannot read {source}: {type(cause).__name__}: {cause}") from None
 
 
 def load_chats(
@@ -96,20 +146,18 @@ def load_chats(
     ``source`` is a local ``.json``/``.jsonl``/``.parquet``/``.csv``/``.txt`` file, a folder or Hub dataset id
     (``datasets.load_dataset``), a ``datasets`` dataset, or a list of rows.
     """
-    if isinstance(source, list):
-        dataset: Any = datasets.Dataset.from_list(list(source))
-    elif isinstance(source, (datasets.Dataset, datasets.IterableDataset)):
+    if isinstance(source, list):  # normalised in Python first: raw rows may mix content types Arrow cannot hold
+        if not source:
+            raise ValueError("the dataset is empty: no rows given.")
+        rows = source[:max_examples] if max_examples is not None else source
+        fmt = detect_format(rows[0].keys(), columns) if fmt == "auto" else fmt
+        if fmt == "text":
+            return datasets.Dataset.from_list([{"text": row[columns.text]} for row in rows])
+        return datasets.Dataset.from_list([{"messages": _to_messages(row, fmt, columns)} for row in rows])
+    if isinstance(source, (datasets.Dataset, datasets.IterableDataset)):
         dataset = source
     else:
-        path = Path(source)
-        suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-        builder = _FILE_BUILDERS.get(suffix.removesuffix(".gz"))
-        if path.is_file() and builder is not None:
-            dataset = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
-        elif path.is_file():
-            raise ValueError(f"unsupported data file {path}: use one of {sorted(_FILE_BUILDERS)} (optionally .gz).")
-        else:  # a local dataset folder or a Hub dataset id
-            dataset = datasets.load_dataset(str(source), data_config, split=split, streaming=streaming)
+        dataset = _load_file_or_hub(source, split, streaming, data_config)
     if max_examples is not None:
         dataset = (
             dataset.take(max_examples)
@@ -118,14 +166,15 @@ def load_chats(
         )
     column_names = dataset.column_names
     if column_names is None:  # some streaming datasets only know their columns after the first row
-        column_names = list(next(iter(dataset)).keys())
+        first = next(iter(dataset), None)
+        if first is None:
+            raise ValueError("the dataset is empty: no rows to read.")
+        column_names = list(first.keys())
     fmt = detect_format(column_names, columns) if fmt == "auto" else fmt
     if fmt not in {"messages", "sharegpt", "pairs", "text"}:
         raise ValueError(f"fmt must be auto, messages, sharegpt, pairs or text, got {fmt!r}.")
     if fmt == "text":
-        return (
-            dataset.select_columns([columns.text]).rename_column(columns.text, "text")
-            if columns.text != "text"
-            else dataset.select_columns(["text"])
-        )
+        if columns.text != "text":
+            dataset = dataset.rename_column(columns.text, "text")
+        return dataset.select_columns(["text"])
     return dataset.map(lambda ex: {"messages": _to_messages(ex, fmt, columns)}, remove_columns=list(column_names))

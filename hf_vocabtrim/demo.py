@@ -18,8 +18,11 @@ from tqdm.auto import tqdm
 
 from .counting import count_tokens
 from .data import load_chats
-from .planning import load_draft_config, plan, trim_from_counts
+from .loaders import load_draft_config
+from .planning import Utility, plan
+from .report import write_report
 from .tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
+from .trimming import trim_draft
 
 
 def train_tiny_target(tokenizer: Any, chats: list[dict[str, Any]], steps: int = 150, seed: int = 0) -> Any:
@@ -71,20 +74,21 @@ def run_demo(out_dir: str | Path = "vocabtrim_demo", n_prompts: int = 8, max_new
     target = train_tiny_target(tokenizer, calibration)
     target.save_pretrained(out / "target")
     tokenizer.save_pretrained(out / "target")
-    summary = plan(
+    draft_config = load_draft_config(out / "target")
+    planned = plan(
         counts,
-        load_draft_config(out / "target"),
-        out / "optimize",
-        alpha=0.5,
+        draft_config,
+        objective=Utility(alpha=0.5),
+        generation_config=target.generation_config,
+        coverage_basis="heldout",
+        heldout=held_counts,
         min_coverage=0.95,
         k_min=8,
         n_trials=30,
-        heldout=held_counts,
-        objective_coverage="heldout",
-        generation_config=target.generation_config,
     )
+    summary = write_report(planned, out / "optimize", draft_config, alpha=0.5)
     draft = AutoModelForCausalLM.from_pretrained(out / "target").eval()  # a self-draft: same weights as the target
-    trimmed = trim_from_counts(draft, counts, summary["k"], tokenizer=tokenizer, target=target)
+    trimmed = trim_draft(draft, planned.keep_plan, tokenizer=tokenizer, target=target, counts=counts)
     trimmed.save_pretrained(out / "trimmed_draft")
     tokenizer.save_pretrained(out / "trimmed_draft")
     loaded = AutoModelForCausalLM.from_pretrained(out / "trimmed_draft").eval()
@@ -111,8 +115,9 @@ def run_demo(out_dir: str | Path = "vocabtrim_demo", n_prompts: int = 8, max_new
     result = {
         "k": summary["k"],
         "vocab_size": summary["vocab_size"],
-        "coverage": summary["coverage"],
+        "calibration_coverage": summary["calibration_coverage"],
         "heldout_coverage": summary["heldout_coverage"],
+        "context_tokens": trimmed.config.context_tokens,
         "latency_reduction": summary["latency_reduction"],
         "exact_k": summary["exact_k"],
         "tpe_gap": summary["tpe_gap"],

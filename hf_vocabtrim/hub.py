@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+CODE_FILES = ("modeling_trimmed_draft.py", "configuration_trimmed_draft.py", "specials.py")
+
 CARD_TEMPLATE = """---
 {metadata}
 ---
@@ -15,7 +17,7 @@ CARD_TEMPLATE = """---
 # {title}
 
 A **vocabulary-trimmed draft** for speculative decoding, made with
-[hf-vocabtrim](https://github.com/hf-vocabtrim/hf-vocabtrim) from [`{base_model}`]({base_url}).
+[hf-vocabtrim](https://github.com/hf-vocabtrim/hf-vocabtrim) from {base_link}.
 Its LM head keeps **k = {k:,}** of the **V = {vocab_size:,}** token ids ({cut:.1%} of the vocabulary cut); the input
 embeddings and the body are unchanged. Use it as `assistant_model` of a target that shares its tokenizer: speculative
 decoding stays lossless (greedy outputs equal the target's own; sampling keeps the target's distribution).
@@ -27,6 +29,7 @@ decoding stays lossless (greedy outputs equal the target's own; sampling keeps t
 | coverage on held-out data | {heldout_coverage} |
 | draft FLOPs reduction per token (LM head at k) | {latency_reduction} |
 | calibration data | {data} |
+| context tokens (the ids already in the sequence are scored too) | {context_tokens} |
 
 ## Use
 
@@ -61,9 +64,30 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
 
 
+def is_hub_id(name: str | None) -> bool:
+    """Whether ``name`` names a Hub repository (``owner/name``), not a local path."""
+    from huggingface_hub.utils import HFValidationError
+    from huggingface_hub.utils import validate_repo_id as _validate
+
+    if not name or os.path.isabs(name) or os.path.exists(name) or name.startswith((".", "~")) or name.count("/") > 1:
+        return False
+    try:
+        _validate(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def public_name(source: str | None) -> str:
+    """A name safe to publish for a data source or model: a Hub id as it is, a local path by its file name only."""
+    if not source:
+        return ""
+    return source if is_hub_id(source) else os.path.basename(os.path.normpath(source))
+
+
 def model_card(
     repo_id: str,
-    base_model: str,
+    base_model: str | None,
     *,
     k: int,
     vocab_size: int,
@@ -71,12 +95,17 @@ def model_card(
     heldout_coverage: float | None = None,
     latency_reduction: float | None = None,
     data: str = "",
+    context_tokens: bool = False,
     license: str | None = None,
     extra_tags: list[str] | None = None,
 ) -> str:
-    """The README.md of a trimmed-draft repository, with Hub metadata (base_model, library_name, tags, license)."""
+    """The README.md of a trimmed-draft repository, with Hub metadata (base_model, library_name, tags, license).
+
+    ``base_model`` goes into the metadata only when it is a Hub id (a local folder links nowhere and the Hub's
+    metadata check rejects it); ``data`` is published by its dataset id or file name, never a local path."""
+    hub_base = base_model if is_hub_id(base_model) else None
     meta: dict[str, Any] = {
-        "base_model": base_model,
+        **({"base_model": hub_base} if hub_base else {}),
         "library_name": "transformers",
         "tags": [
             "speculative-decoding",
@@ -97,19 +126,19 @@ def model_card(
             lines.extend(f"- {item}" for item in value)
         else:
             lines.append(f"{key}: {value}")
-    is_hub_id = "/" in base_model and not os.path.exists(base_model)
+    shown = hub_base or public_name(base_model) or "a base draft"
     return CARD_TEMPLATE.format(
         metadata="\n".join(lines),
-        title=f"{repo_id.split('/')[-1]}: trimmed draft of {base_model}",
-        base_model=base_model,
-        base_url=f"https://huggingface.co/{base_model}" if is_hub_id else base_model,
+        title=f"{repo_id.split('/')[-1]}: trimmed draft of {shown}",
+        base_link=f"[`{hub_base}`](https://huggingface.co/{hub_base})" if hub_base else f"`{shown}`",
         k=k,
         vocab_size=vocab_size,
         cut=1 - k / vocab_size,
         coverage=_fmt(coverage),
         heldout_coverage=_fmt(heldout_coverage),
         latency_reduction=_fmt(latency_reduction),
-        data=data or "n/a",
+        data=public_name(data) or "n/a",
+        context_tokens="yes" if context_tokens else "no",
         repo_id=repo_id,
     )
 
@@ -126,11 +155,7 @@ def check_trimmed_folder(folder: str | Path) -> dict[str, Any]:
             f"{folder} is not a trimmed draft (model_type={config.get('model_type')!r}); "
             "create one with `vocabtrim trim` first."
         )
-    missing = [
-        name
-        for name in ("modeling_trimmed_draft.py", "configuration_trimmed_draft.py")
-        if not (folder / name).is_file()
-    ]
+    missing = [name for name in CODE_FILES if not (folder / name).is_file()]
     if not any(folder.glob("*.safetensors")):
         missing.append("*.safetensors")
     if missing:

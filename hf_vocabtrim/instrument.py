@@ -20,7 +20,12 @@ class AssistedStats:
     drafted: list[torch.Tensor] = field(default_factory=list)  # new candidate ids per round
     matches: list[int] = field(default_factory=list)  # accepted draft tokens per round
     proposed: list[int] = field(default_factory=list)  # draft tokens proposed per round
-    draft_seconds: float = 0.0
+    round_starts: list[float] = field(default_factory=list)  # perf_counter() when each round's drafting began
+    round_draft_seconds: list[float] = field(default_factory=list)  # drafting time of each round
+
+    @property
+    def draft_seconds(self) -> float:
+        return sum(self.round_draft_seconds)
 
     @property
     def rounds(self) -> int:
@@ -44,7 +49,8 @@ def record_assisted() -> Iterator[AssistedStats]:
     def timed_get_candidates(self: Any, input_ids: torch.LongTensor, **kwargs: Any) -> Any:
         start = time.perf_counter()
         ids, logits = get_candidates(self, input_ids, **kwargs)
-        stats.draft_seconds += time.perf_counter() - start
+        stats.round_starts.append(start)
+        stats.round_draft_seconds.append(time.perf_counter() - start)
         stats.drafted.append(ids[0, input_ids.shape[-1] :].detach().cpu().clone())
         return ids, logits
 

@@ -3,16 +3,20 @@
 
 This file travels with every saved checkpoint (``auto_map``), so that ``AutoModelForCausalLM.from_pretrained(repo,
 trust_remote_code=True)`` works without hf-vocabtrim installed: it imports only torch, transformers and its sibling
-configuration file (``accelerate`` is optional, inside ``try``).
+configuration file and ``specials.py``, which travel with it (``accelerate`` is optional, inside ``try``). That is
+also why it is long: the head, the context-token bookkeeping, the scatter processor and the builder travel together.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+import os
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.generation import LogitsProcessor, LogitsProcessorList
@@ -24,7 +28,7 @@ try:  # optional: builds the wrapper without materialising a second copy of the 
 except ImportError:  # pragma: no cover - remote-code users without accelerate
     init_empty_weights = None
 
-# Assisted-generation settings written into a trimmed draft's generation_config (see README, "Settings").
+# Assisted-generation settings written into a trimmed draft's generation_config (see README, "How it works").
 DEFAULT_ASSISTANT_SETTINGS: dict[str, Any] = {
     "num_assistant_tokens": 5,
     "num_assistant_tokens_schedule": "constant",
@@ -32,45 +36,48 @@ DEFAULT_ASSISTANT_SETTINGS: dict[str, Any] = {
 }
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+_INITIAL_CONTEXT_CAPACITY = 256
 
 
 class ScatterToFullVocabLogitsProcessor(LogitsProcessor):
-    """Scatters k-wide draft scores into the full vocabulary V; ids outside the kept set get ``-inf``.
+    """Scatters draft scores over the draft's ids into the full vocabulary V; other ids get ``-inf``.
 
-    A :class:`TrimmedDraftModel` puts it first in its own logits processors, so every other processor, the
-    assisted-generation verifier (``q`` for speculative sampling) and ``output_scores`` see full-V scores in
-    target-id space. It never touches the target's processors.
+    ``id_map`` is the target id of each score column (a tensor, or a callable returning the current one: with context
+    tokens the columns grow during generation). A :class:`TrimmedDraftModel` puts this processor first in its own
+    logits processors, so every other processor, the assisted-generation verifier (``q`` for speculative sampling)
+    and ``output_scores`` see full-V scores in target-id space. It never touches the target's processors.
     """
 
-    def __init__(self, kept_ids: torch.Tensor, vocab_size: int) -> None:
-        self.kept_ids = kept_ids
+    def __init__(self, id_map: torch.Tensor | Callable[[], torch.Tensor], vocab_size: int) -> None:
+        self.id_map = id_map
         self.vocab_size = vocab_size
 
     def __call__(self, input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
-        return scatter_to_full_vocab(scores, self.kept_ids, self.vocab_size)
+        ids = self.id_map() if callable(self.id_map) else self.id_map
+        return scatter_to_full_vocab(scores, ids, self.vocab_size)
 
 
-def scatter_to_full_vocab(scores: torch.Tensor, kept_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """(..., k) scores over the kept ids -> (..., V) scores in target-id space, ``-inf`` outside the kept set."""
-    k = kept_ids.numel()
-    if scores.shape[-1] == vocab_size:
-        return scores  # already in target-id space (e.g. k == V, or called twice)
-    if scores.shape[-1] != k:
+def scatter_to_full_vocab(scores: torch.Tensor, id_map: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(..., n) scores over the ids ``id_map`` -> (..., V) scores in target-id space, ``-inf`` elsewhere."""
+    width = id_map.numel()
+    if scores.shape[-1] == vocab_size and width != vocab_size:
+        return scores  # already in target-id space (called twice)
+    if scores.shape[-1] != width:
         raise ValueError(
-            f"scores have width {scores.shape[-1]}, expected the draft's k={k} (or V={vocab_size}); the k -> V "
-            "scatter belongs to the trimmed draft's own generate()."
+            f"scores have width {scores.shape[-1]}, expected the draft's {width} ids (or V={vocab_size}); the "
+            "scatter to V belongs to the trimmed draft's own generate()."
         )
     full = scores.new_full((*scores.shape[:-1], vocab_size), float("-inf"))
-    return full.index_copy_(-1, kept_ids.to(scores.device), scores)
+    return full.index_copy_(-1, id_map.to(scores.device), scores)
 
 
-def _check_token_ids(kept_ids: torch.Tensor, vocab_size: int, field: str) -> None:
-    """Raise ``ValueError`` unless ``kept_ids`` is a non-empty 1-D integer tensor of ids in [0, V)."""
-    if kept_ids.ndim != 1 or kept_ids.numel() == 0:
-        raise ValueError(f"`{field}` must be a non-empty 1-D list of token ids, got shape {tuple(kept_ids.shape)}.")
-    if kept_ids.dtype.is_floating_point or kept_ids.dtype == torch.bool:
-        raise ValueError(f"`{field}` must hold integer token ids, got dtype {kept_ids.dtype}.")
-    lo, hi = int(kept_ids.min()), int(kept_ids.max())
+def _check_token_ids(ids: torch.Tensor, vocab_size: int, field: str) -> None:
+    """Raise ``ValueError`` unless ``ids`` is a non-empty 1-D integer tensor of ids in [0, vocab_size)."""
+    if ids.ndim != 1 or ids.numel() == 0:
+        raise ValueError(f"`{field}` must be a non-empty 1-D list of token ids, got shape {tuple(ids.shape)}.")
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise ValueError(f"`{field}` must hold integer token ids, got dtype {ids.dtype}.")
+    lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi >= vocab_size:
         raise ValueError(
             f"`{field}` has ids out of range [{lo}, {hi}]; the vocabulary has V={vocab_size} ids (0..{vocab_size - 1})."
@@ -84,45 +91,85 @@ def validate_kept_ids(kept_ids: torch.Tensor, vocab_size: int, field: str = "kep
         raise ValueError(f"`{field}` must be sorted ascending without duplicates.")
 
 
-def special_token_ids(config: Any, generation_config: Any, tokenizer: Any | None) -> set[int]:
-    """Ids a draft must be able to emit: eos/pad/bos of config and generation config, the tokenizer's special
-    tokens, and the added tokens that the chat template writes right after an assistant turn (end of turn)."""
-    ids: set[int] = set()
-    for source in (config, generation_config, tokenizer):
-        for name in ("eos_token_id", "pad_token_id", "bos_token_id"):
-            value = getattr(source, name, None) if source is not None else None
-            if value is None:
-                continue
-            ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-    if tokenizer is not None:
-        ids.update(int(i) for i in tokenizer.all_special_ids)
-        if getattr(tokenizer, "chat_template", None):
-            marker = "Xq7Zassistantmarker"
-            chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}]
-            try:
-                text = tokenizer.apply_chat_template(chat, tokenize=False)
-            except Exception:  # a template that rejects this chat: fall back to the special tokens above
-                text = ""
-            if isinstance(text, str) and marker in text:
-                suffix = text.split(marker, 1)[1]
-                added = set(getattr(tokenizer, "added_tokens_decoder", {}))
-                ids.update(i for i in tokenizer(suffix, add_special_tokens=False)["input_ids"] if i in added)
-    return ids
+def _check_draft(draft: Any) -> nn.Linear:
+    """The draft's LM head; ``ValueError`` for anything this wrapper cannot trim (naming the fix)."""
+    if isinstance(draft, TrimmedDraftModel):
+        raise ValueError("`draft` is already a TrimmedDraftModel; trim its base draft (`draft.draft`) instead.")
+    if not isinstance(draft, PreTrainedModel) or getattr(draft.config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"`draft` must be a decoder-only Hugging Face causal LM (AutoModelForCausalLM), got {type(draft)}."
+        )
+    if draft.config.get_text_config(decoder=True) is not draft.config:
+        raise ValueError(
+            f"`draft` ({type(draft).__name__}) has a composite config ({draft.config.model_type}: text + other "
+            "modalities). Load its text model alone, e.g. `AutoModelForCausalLM.from_pretrained(..)` on a text-only "
+            "checkpoint or the text class of the architecture (Gemma3ForCausalLM for Gemma 3), and trim that."
+        )
+    quantizer = getattr(draft, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and str(getattr(method, "value", method)) != "gguf":
+        raise ValueError(
+            f"`draft` is quantized ({method}); its LM head cannot be sliced row by row. Load the draft unquantized "
+            "(or dequantize it), trim it, then quantize the trimmed draft's body if you need to."
+        )
+    if any(p.device.type == "meta" for p in draft.parameters()):
+        raise ValueError(
+            "`draft` has offloaded (meta) weights (device_map with 'disk' or CPU offload); trimming needs them in "
+            "memory. Load it with a device_map that fits in memory, or on the CPU, and trim that."
+        )
+    head = draft.get_output_embeddings()
+    if not isinstance(head, nn.Linear) or not draft.can_generate():
+        raise ValueError(
+            f"`draft` ({type(draft).__name__}) has no linear LM head or cannot generate: load it with "
+            "`AutoModelForCausalLM.from_pretrained(...)`, not `AutoModel`."
+        )
+    return head
+
+
+def _resize_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """The first ``rows`` rows of ``weight`` (a view), or ``weight`` padded with zero rows (a copy)."""
+    if rows <= weight.shape[0]:
+        return weight[:rows]
+    return torch.cat([weight, weight.new_zeros(rows - weight.shape[0], *weight.shape[1:])])
+
+
+class TrimmedLMHead(nn.Linear):
+    """The sliced LM head: ``weight`` holds the k kept rows; with context tokens, rows added during generation (ids
+    already in the sequence) follow them, so the output has k + (number of context ids) columns."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, **kwargs: Any) -> None:
+        super().__init__(in_features, out_features, bias=bias, **kwargs)
+        self.extra_weight: torch.Tensor | None = None  # (capacity, hidden), rows [0, num_extra) in use
+        self.extra_bias: torch.Tensor | None = None
+        self.num_extra = 0
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        out = F.linear(hidden, self.weight, self.bias)
+        n = self.num_extra
+        if n and self.extra_weight is not None:
+            bias = None if self.extra_bias is None else self.extra_bias[:n]
+            out = torch.cat([out, F.linear(hidden, self.extra_weight[:n], bias)], dim=-1)
+        return out
 
 
 class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
     """A draft causal LM with its LM head sliced to the k ids in ``kept_ids``, for ``generate(assistant_model=...)``.
 
     - ``self.draft`` is the base ``AutoModelForCausalLM`` (full input embeddings, full body) whose output embedding
-      is a new, untied ``nn.Linear(hidden, k)``; architecture-specific logit post-processing (e.g. Gemma's final
-      logit soft-capping) still applies.
+      is a :class:`TrimmedLMHead` of k rows; architecture-specific logit post-processing (e.g. Gemma's final logit
+      soft-capping) still applies.
     - ``kept_ids`` (persistent int64 buffer, length k, sorted) maps draft index i -> target token id.
-    - ``config.vocab_size`` is the full V, so transformers takes the same-tokenizer assisted path; the draft's own
-      ``generate()`` scatters its k logits back to V before any other logits processor.
+    - With ``config.context_tokens``, every forward also scores the ids already in the sequence (prompt and output
+      so far): a forward with an empty cache starts a sequence; each forward adds the rows of the new ids it is fed.
+      ``draft_ids`` is then ``kept_ids`` followed by those ids, in the order of the logit columns.
+    - ``config.vocab_size`` is the target's V, so transformers takes the same-tokenizer assisted path; the draft's own
+      ``generate()`` scatters its logits back to V before any other logits processor.
     """
 
     config_class = TrimmedDraftConfig
     kept_ids: torch.Tensor
+    draft: Any  # the base AutoModelForCausalLM
+    _context: dict[str, Any]
     base_model_prefix = "draft"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
@@ -142,10 +189,16 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         text_config.tie_word_embeddings = False
         self.draft = AutoModelForCausalLM.from_config(text_config)
         head = self.draft.get_output_embeddings()
-        hidden = head.weight.shape[1]
-        self.draft.set_output_embeddings(nn.Linear(hidden, config.draft_vocab_size, bias=head.bias is not None))
+        hidden, has_bias = head.weight.shape[1], head.bias is not None
+        self.draft.set_output_embeddings(TrimmedLMHead(hidden, config.draft_vocab_size, bias=has_bias))
         self.register_buffer("kept_ids", torch.full((config.draft_vocab_size,), -1, dtype=torch.long))
+        vocab = int(config.vocab_size or 0)
+        if config.context_tokens and config.context_rows == "stored_head":
+            self.register_buffer("context_head_weight", torch.empty(vocab, hidden))  # filled by loading / from_draft
+        if config.context_tokens and has_bias:
+            self.register_buffer("context_head_bias", torch.empty(vocab))
         self._no_split_modules = getattr(self.draft, "_no_split_modules", None)
+        self._context: dict[str, Any] = {}
         self.post_init()
 
     # ----------------------------------------------------------------------------------------------- building
@@ -156,70 +209,78 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         keep_ids: Iterable[int] | torch.Tensor,
         *,
         tokenizer: Any | None = None,
-        target: PreTrainedModel | None = None,
+        target: PreTrainedModel | Any | None = None,
         keep_special_tokens: bool = True,
+        context_tokens: bool | None = None,
         trimming: dict[str, Any] | None = None,
         assistant_settings: dict[str, Any] | None = None,
     ) -> TrimmedDraftModel:
         """Build a trimmed draft from any Hugging Face causal LM draft and the target ids to keep.
 
         Args:
-            draft: the base draft (``AutoModelForCausalLM``); its body and input embeddings are shared, not copied.
+            draft: the base draft (``AutoModelForCausalLM``); its body and input embeddings are shared, not copied,
+                and stay where they are placed (``device_map`` included).
             keep_ids: target token ids to keep (unique, in [0, V)); stored sorted.
             tokenizer: the shared tokenizer; checked against V, and its special / end-of-turn tokens are kept.
-            target: the target model, checked to have the same vocabulary size V as the draft.
+            target: the target model (or its config). Its vocabulary size V becomes the trimmed draft's (scores are
+                scattered into the target's V; a padded target vocabulary is supported: the draft's input embedding
+                gets zero rows, and the tokenizer must fit both models).
             keep_special_tokens: add eos/pad/bos and the chat template's end-of-turn tokens to ``keep_ids``.
+            context_tokens: also score the ids already in the sequence in every forward. Default: on where it costs
+                no memory (the draft ties its head to its input embedding); on an untied draft, ``True`` keeps the
+                full head in the checkpoint (``context_head_weight``: V x hidden).
             trimming: provenance saved in ``config.trimming`` (data, coverage, latency reduction...).
             assistant_settings: overrides of :data:`DEFAULT_ASSISTANT_SETTINGS` for the draft's generation config.
         """
-        if isinstance(draft, TrimmedDraftModel):
-            raise ValueError("`draft` is already a TrimmedDraftModel; trim its base draft (`draft.draft`) instead.")
-        if not isinstance(draft, PreTrainedModel) or getattr(draft.config, "is_encoder_decoder", False):
+        head = _check_draft(draft)
+        own_vocab = int(draft.config.get_text_config().vocab_size)
+        if head.weight.shape[0] != own_vocab:
             raise ValueError(
-                f"`draft` must be a decoder-only Hugging Face causal LM (AutoModelForCausalLM), got {type(draft)}."
-            )
-        head = draft.get_output_embeddings()
-        if not isinstance(head, nn.Linear) or not draft.can_generate():
-            raise ValueError(
-                f"`draft` ({type(draft).__name__}) has no linear LM head or cannot generate: load it with "
-                "`AutoModelForCausalLM.from_pretrained(...)`, not `AutoModel`."
-            )
-        vocab_size = int(draft.config.get_text_config().vocab_size)
-        if head.weight.shape[0] != vocab_size:
-            raise ValueError(
-                f"`draft` LM head has {head.weight.shape[0]} rows but config.vocab_size={vocab_size}; it is already "
+                f"`draft` LM head has {head.weight.shape[0]} rows but config.vocab_size={own_vocab}; it is already "
                 "resized or trimmed. Start from the untouched base draft."
             )
-        if target is not None:
-            target_vocab = int(target.config.get_text_config().vocab_size)
-            if target_vocab != vocab_size:
-                raise ValueError(
-                    f"draft/target vocabulary mismatch: the draft has V={vocab_size}, the target V={target_vocab}. "
-                    "A trimmed draft must share the target's tokenizer and vocabulary size."
-                )
-        if tokenizer is not None and len(tokenizer) > vocab_size:
+        target_config: Any = getattr(target, "config", target)
+        vocab = own_vocab if target_config is None else int(target_config.get_text_config().vocab_size)
+        usable = min(vocab, own_vocab)  # ids every model and the tokenizer must stay below
+        if tokenizer is not None and len(tokenizer) > usable:
             raise ValueError(
                 f"tokenizer/vocabulary mismatch: the tokenizer has {len(tokenizer)} tokens but the draft's vocabulary "
-                f"V={vocab_size}; pass the draft's own tokenizer."
+                f"V={own_vocab}" + (f" and the target's V={vocab}" if target is not None else "") + "; a trimmed "
+                "draft must share the target's tokenizer. Pass the draft's own tokenizer."
             )
         ids = torch.as_tensor(keep_ids if not isinstance(keep_ids, torch.Tensor) else keep_ids.cpu()).flatten()
-        _check_token_ids(ids, vocab_size, "keep_ids")
+        _check_token_ids(ids, usable, "keep_ids")
         ids = ids.long()
-        uniq = torch.unique(ids)
-        if uniq.numel() != ids.numel():
-            raise ValueError(f"`keep_ids` has {ids.numel() - uniq.numel()} duplicated ids; pass each id once.")
+        kept = torch.unique(ids)  # sorted
+        if kept.numel() != ids.numel():
+            raise ValueError(f"`keep_ids` has {ids.numel() - kept.numel()} duplicated ids; pass each id once.")
         if keep_special_tokens:
-            specials = special_token_ids(draft.config, draft.generation_config, tokenizer)
-            specials = {i for i in specials if 0 <= i < vocab_size}
-            uniq = torch.unique(torch.cat([uniq, torch.tensor(sorted(specials), dtype=torch.long)]))
-        kept = uniq  # torch.unique sorts
-        k = kept.numel()
+            try:
+                from .specials import special_token_ids
+            except ImportError as err:  # remote code without the package: pass the ids you need
+                raise ValueError("keep_special_tokens=True needs hf-vocabtrim installed; pass keep_ids.") from err
+            specials = {i for i in special_token_ids(draft.config, draft.generation_config, tokenizer) if i < usable}
+            kept = torch.unique(torch.cat([kept, torch.tensor(sorted(specials), dtype=torch.long)]))
+        embeddings: Any = draft.get_input_embeddings()
+        tied = head.weight.data_ptr() == embeddings.weight.data_ptr()
+        context_tokens = tied if context_tokens is None else bool(context_tokens)
 
         text_config = copy.deepcopy(draft.config)
         text_config.tie_word_embeddings = False
+        text_config.vocab_size = vocab
         if hasattr(text_config, "quantization_config"):  # a GGUF-dequantised draft is saved as plain weights
             del text_config.quantization_config
-        config = TrimmedDraftConfig(text_config=text_config, draft_vocab_size=k, trimming=trimming)
+        source = str(getattr(text_config, "_name_or_path", "") or "")
+        if os.path.isabs(source) or os.path.exists(source):  # never publish a local path in config.json
+            text_config._name_or_path = ""
+        config = TrimmedDraftConfig(
+            text_config=text_config,
+            draft_vocab_size=kept.numel(),
+            context_tokens=context_tokens,
+            context_rows=("input_embeddings" if tied else "stored_head") if context_tokens else None,
+            base_vocab_size=own_vocab if own_vocab != vocab else None,
+            trimming=trimming,
+        )
         if init_empty_weights is not None:
             with init_empty_weights():
                 model = cls(config)
@@ -227,14 +288,30 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             model = cls(config)
 
         head_name = next(name for name, module in draft.named_modules() if module is head)
+        emb_name = next(name for name, module in draft.named_modules() if module is embeddings)
         rows = kept.to(head.weight.device)
         state = {f"draft.{n}": t for n, t in draft.state_dict().items() if not n.startswith(f"{head_name}.")}
+        state[f"draft.{emb_name}.weight"] = _resize_rows(embeddings.weight.detach(), vocab)
         state[f"draft.{head_name}.weight"] = head.weight.detach().index_select(0, rows).clone()
         if head.bias is not None:
             state[f"draft.{head_name}.bias"] = head.bias.detach().index_select(0, rows).clone()
+            if context_tokens:
+                state["context_head_bias"] = _resize_rows(head.bias.detach(), vocab)
+        if context_tokens and not tied:
+            state["context_head_weight"] = _resize_rows(head.weight.detach(), vocab)
         state["kept_ids"] = kept.to(head.weight.device)
         model.load_state_dict(state, strict=True, assign=True)
-        model.to(head.weight.device)  # type: ignore[arg-type]
+        for name, buffer in draft.named_buffers():  # non-persistent buffers (rotary tables...) where they were
+            module_name, _, attr = f"draft.{name}".rpartition(".")
+            setattr(model.get_submodule(module_name), attr, buffer)
+        device_map = getattr(draft, "hf_device_map", None)
+        if device_map:
+            placed = {f"draft.{k}" if k else "draft": v for k, v in device_map.items()}
+            model.__dict__["hf_device_map"] = placed
+            if len(set(device_map.values())) > 1:  # keep the placement: hooks move activations between devices
+                from accelerate import dispatch_model
+
+                dispatch_model(model, device_map=placed)
 
         model.generation_config = copy.deepcopy(draft.generation_config)
         for key, value in {**DEFAULT_ASSISTANT_SETTINGS, **(assistant_settings or {})}.items():
@@ -253,9 +330,8 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             if config_dict.get("model_type") != TrimmedDraftConfig.model_type:
                 raise ValueError(
                     f"{pretrained_model_name_or_path} is not a trimmed draft (model_type="
-                    f"{config_dict.get('model_type')!r}). Build one with "
-                    "`TrimmedDraftModel.from_draft(draft, keep_ids)` "
-                    "or `vocabtrim trim`, or load it with AutoModelForCausalLM."
+                    f"{config_dict.get('model_type')!r}). Build one with `TrimmedDraftModel.from_draft(draft, "
+                    "keep_ids)` or `vocabtrim trim`, or load it with AutoModelForCausalLM."
                 )
         want_info = kwargs.pop("output_loading_info", False)
         loaded: Any = super().from_pretrained(
@@ -281,6 +357,77 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             )
         return (model, info) if want_info else model
 
+    # ----------------------------------------------------------------------------------------------- context ids
+    def _context_source(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """V-row weight (and bias) the rows of context ids are gathered from."""
+        if self.config.context_rows == "stored_head":
+            weight: Any = self.get_buffer("context_head_weight")
+        else:
+            weight = self.draft.get_input_embeddings().weight
+        return weight, getattr(self, "context_head_bias", None)
+
+    def _context_state(self) -> dict[str, Any]:
+        """Lazily built per-device state: membership of every id (V bools) and the id map with spare capacity."""
+        head = self.draft.get_output_embeddings()
+        device, k = head.weight.device, self.kept_ids.numel()
+        state = self._context
+        if state.get("device") != device or state.get("k") != k:
+            member = torch.zeros(int(self.config.vocab_size), dtype=torch.bool, device=device)
+            member[self.kept_ids.to(device)] = True
+            limit = self.config.base_vocab_size or self.config.vocab_size
+            state.clear()
+            state.update(device=device, k=k, member=member, limit=int(limit), id_map=self.kept_ids.to(device).clone())
+            head.num_extra, head.extra_weight, head.extra_bias = 0, None, None
+        return state
+
+    def reset_context(self) -> None:
+        """Forget the context ids of the current sequence (a forward with an empty cache does this itself)."""
+        if not self._context:
+            return
+        head, state = self.draft.get_output_embeddings(), self._context
+        state["member"][state["id_map"][state["k"] : state["k"] + head.num_extra]] = False
+        head.num_extra = 0
+
+    def add_context_ids(self, ids: torch.Tensor) -> None:
+        """Score ``ids`` too from now on in this sequence (those not kept or added yet: work in the new ids only)."""
+        head, state = self.draft.get_output_embeddings(), self._context_state()
+        ids = ids.reshape(-1).to(state["device"]).unique()
+        ids = ids[(ids >= 0) & (ids < state["limit"])]
+        new = ids[~state["member"][ids]]
+        m = new.numel()
+        if m == 0:
+            return
+        k, n = state["k"], head.num_extra
+        weight, bias = self._context_source()
+        if head.extra_weight is None or head.extra_weight.shape[0] < n + m:  # grow by doubling (rare copies)
+            capacity = max(_INITIAL_CONTEXT_CAPACITY, 2 * (n + m))
+            grown = head.weight.new_empty(capacity, head.weight.shape[1])
+            grown_ids = state["id_map"].new_empty(k + capacity)
+            grown_ids[: k + n] = state["id_map"][: k + n]
+            if n:
+                grown[:n] = head.extra_weight[:n]  # type: ignore[index]
+            head.extra_weight, state["id_map"] = grown, grown_ids
+            if bias is not None:
+                grown_bias = head.weight.new_empty(capacity)
+                if n:
+                    grown_bias[:n] = head.extra_bias[:n]  # type: ignore[index]
+                head.extra_bias = grown_bias
+        rows = weight.index_select(0, new.to(weight.device)).to(head.weight.device, head.weight.dtype)
+        head.extra_weight[n : n + m] = rows
+        if bias is not None and head.extra_bias is not None:
+            head.extra_bias[n : n + m] = bias.index_select(0, new.to(bias.device)).to(head.weight.device)
+        state["id_map"][k + n : k + n + m] = new
+        state["member"][new] = True
+        head.num_extra = n + m
+
+    @property
+    def draft_ids(self) -> torch.Tensor:
+        """Target id of each logit column: ``kept_ids``, then the context ids added in the current sequence."""
+        if not self.config.context_tokens or not self._context:
+            return self.kept_ids
+        state = self._context_state()
+        return state["id_map"][: state["k"] + self.draft.get_output_embeddings().num_extra]
+
     # ----------------------------------------------------------------------------------------------- running
     def _init_weights(self, module: nn.Module) -> None:
         if module is not self:
@@ -293,7 +440,27 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         self.draft.set_input_embeddings(value)
 
     def get_output_embeddings(self) -> nn.Module:
+        caller = sys._getframe(1).f_locals.get("self")
+        if type(caller).__name__ == "AssistantToTargetTranslator":  # would prune k rows by V-range ids: IndexError
+            raise ValueError(
+                "universal assisted decoding with sampling (target and draft with different tokenizers) prunes the "
+                "draft's LM head to the target's vocabulary, which a trimmed head cannot be. Use the untrimmed draft "
+                "there, or trim a draft that shares the target's tokenizer and drop `tokenizer`/`assistant_tokenizer`."
+            )
         return self.draft.get_output_embeddings()
+
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
+        raise ValueError(
+            "a trimmed draft's LM head is fixed by `kept_ids` (k rows); replacing it would break the id map. Trim the "
+            "base draft again with `TrimmedDraftModel.from_draft`. (Universal assisted decoding with different "
+            "tokenizers prunes the head itself: use the untrimmed draft there.)"
+        )
+
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError(
+            "a trimmed draft's vocabulary is fixed by `kept_ids` and its input embedding by the target's V; resize the "
+            "base draft (`model.draft` or the original) and trim it again with `TrimmedDraftModel.from_draft`."
+        )
 
     @property
     def full_vocab_size(self) -> int:
@@ -301,47 +468,81 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         return int(self.config.vocab_size)
 
     def to_full_vocab(self, logits: torch.Tensor) -> torch.Tensor:
-        """Scatter k-wide draft logits (..., k) into target-id space (..., V), ``-inf`` outside the kept set."""
-        return scatter_to_full_vocab(logits, self.kept_ids, self.full_vocab_size)
+        """Scatter draft logits (..., len(draft_ids)) into target-id space (..., V), ``-inf`` elsewhere."""
+        return scatter_to_full_vocab(logits, self.draft_ids, self.full_vocab_size)
 
     def to_target_ids(self, draft_indices: torch.Tensor) -> torch.Tensor:
-        """Map draft indices (0..k-1) to target token ids."""
-        return self.kept_ids[draft_indices]
+        """Map draft indices (logit columns) to target token ids."""
+        return self.draft_ids[draft_indices]
 
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Any | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Any,
     ) -> Any:
-        """Run the base draft. Returns its ``CausalLMOutputWithPast`` with ``logits`` of shape (batch, seq, k):
-        scores over the kept ids, in draft-index order (``kept_ids[i]`` is the target id of column i). Use
-        :meth:`to_full_vocab` for (batch, seq, V) target-space logits; ``generate()`` does this itself."""
+        """Run the base draft. Returns its ``CausalLMOutputWithPast`` with ``logits`` of shape (batch, seq, n): scores
+        over ``draft_ids`` (``kept_ids``, then context ids), in that order. Use :meth:`to_full_vocab` for
+        (batch, seq, V) target-space logits; ``generate()`` does this itself."""
         if kwargs.get("labels") is not None:
             raise ValueError(
-                "TrimmedDraftModel.forward does not take `labels`: logits are over the k kept ids. Map labels with "
+                "TrimmedDraftModel.forward does not take `labels`: logits are over the kept ids. Map labels with "
                 "`torch.searchsorted(model.kept_ids, labels)` and compute the loss on draft indices yourself."
             )
-        return self.draft(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep, **kwargs)
+        past: Any = cache if cache is not None else kwargs.get("past_key_values")
+        if self.config.context_tokens:
+            length = past.get_seq_length() if hasattr(past, "get_seq_length") else (len(past) if past else 0)
+            if length == 0:
+                self._context_state()
+                self.reset_context()  # a new sequence
+            if input_ids is not None:
+                self.add_context_ids(input_ids)
+        if cache is not None:
+            kwargs["cache"] = cache
+        return self.draft(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
 
-    def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return self.draft.prepare_inputs_for_generation(*args, **kwargs)
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        cache: Any | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        if cache is not None:
+            kwargs["cache"] = cache
+        return self.draft.prepare_inputs_for_generation(
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+        )
 
     def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
         self.draft._validate_model_kwargs(model_kwargs)  # the base draft's signatures say what it accepts
 
     def _get_logits_processor(self, *args: Any, **kwargs: Any) -> LogitsProcessorList:
-        """The generation processors, with the k -> V scatter first so every other processor sees V-wide scores."""
+        """The generation processors, with the scatter to V first so every other processor sees V-wide scores."""
         processors = super()._get_logits_processor(*args, **kwargs)  # type: ignore[misc]
-        processors.insert(0, ScatterToFullVocabLogitsProcessor(self.kept_ids, self.full_vocab_size))
+        id_map = (lambda: self.draft_ids) if self.config.context_tokens else self.kept_ids
+        processors.insert(0, ScatterToFullVocabLogitsProcessor(id_map, self.full_vocab_size))
         return processors
 
 
 __all__ = [
     "ScatterToFullVocabLogitsProcessor",
     "TrimmedDraftModel",
+    "TrimmedLMHead",
     "scatter_to_full_vocab",
-    "special_token_ids",
     "validate_kept_ids",
 ]

@@ -7,7 +7,7 @@ every k) is reported beside TPE's pick, with the gap between them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -15,12 +15,20 @@ import numpy as np
 
 @dataclass
 class Curves:
-    """Per-k curves, each indexed by k = 0..V (index k holds the value for a kept set of size k)."""
+    """Per-k curves, each indexed by k = 0..V (index k holds the value for a kept set of size k).
+
+    ``coverage`` is the one the objective and the floor use (``coverage_basis``: the calibration data's, or the
+    held-out data's); ``calibration_coverage`` and ``heldout_coverage`` are both kept under their own names."""
 
     coverage: np.ndarray
     latency_reduction: np.ndarray
+    coverage_basis: str = "calibration"
+    calibration_coverage: np.ndarray | None = None
     heldout_coverage: np.ndarray | None = None
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.calibration_coverage is None and self.coverage_basis == "calibration":
+            self.calibration_coverage = self.coverage
 
     @property
     def vocab_size(self) -> int:

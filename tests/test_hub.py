@@ -140,7 +140,11 @@ def test_push_then_load_from_fresh_cache_and_generate(assets):
             "tokenizer.json",
         } <= set(files)
         card = files["README.md"].decode()
-        assert "base_model:" in card and "library_name: transformers" in card and "license: apache-2.0" in card
+        assert "library_name: transformers" in card and "license: apache-2.0" in card
+        # a local draft folder is no Hub id: no base_model metadata, and no path of this machine anywhere public
+        assert "base_model:" not in card and "| calibration data | chats.jsonl |" in card
+        for public in ("README.md", "config.json"):
+            assert str(assets) not in files[public].decode(), public
         assert "trust_remote_code=True" in card and "TrimmedDraftModel.from_pretrained" in card
         k = json.loads(files["config.json"])["draft_vocab_size"]
         for remote in (False, True):
@@ -162,6 +166,8 @@ def test_private_branch_and_explicit_k(assets):
             *_draft_and_data(assets),
             "--k",
             "64",
+            "--base-model",
+            "tiny/base-draft",
             "--repo-id",
             "me/tiny-branch",
             "--private",
@@ -179,6 +185,7 @@ def test_private_branch_and_explicit_k(assets):
             and "config.json" in repo["branches"]["k64"]
             and "config.json" not in repo["branches"]["main"]
         )
+        assert "base_model: tiny/base-draft" in repo["branches"]["k64"]["README.md"].decode()
         assert _load(hub, assets, "me/tiny-branch", "k64", remote=False)["k"] == 64
         home = assets / "home_anon"
         anon = subprocess.run(

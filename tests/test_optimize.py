@@ -11,9 +11,13 @@ import pytest
 
 from hf_vocabtrim.cli import main
 from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.coverage import coverage_curve, coverage_of, kept_ids_for_k, rank_ids
+from hf_vocabtrim.counts import TokenCounts
+from hf_vocabtrim.coverage import coverage_curve, coverage_of, rank_ids
+from hf_vocabtrim.keep_plan import KeepPlan
+from hf_vocabtrim.loaders import load_draft_config
 from hf_vocabtrim.optimize import Curves, choose_k, exact_optimum, pareto_front
-from hf_vocabtrim.planning import load_draft_config, plan
+from hf_vocabtrim.planning import Utility, plan
+from hf_vocabtrim.report import write_report
 from hf_vocabtrim.tiny import demo_chats, tiny_causal_lm
 
 
@@ -23,10 +27,15 @@ def test_rank_and_coverage():
     assert order.tolist() == [6, 5, 1, 3, 4, 0, 2, 7]  # forced first, then count desc, ties by lower id
     curve = coverage_curve(counts, order)
     assert curve[0] == 0 and curve[1] == 0 and curve[2] == pytest.approx(9 / 20) and curve[-1] == 1.0
-    assert kept_ids_for_k(order, 3, num_forced=1).tolist() == [1, 5, 6]
+    keep = KeepPlan(order=order, num_forced=1, vocab_hash="h")
+    assert keep.kept_ids(3).tolist() == [1, 5, 6]
     assert coverage_of([5, 1], counts) == pytest.approx(14 / 20)
     with pytest.raises(ValueError, match="out of range"):
-        kept_ids_for_k(order, 9)
+        keep.kept_ids(9)
+    with pytest.raises(ValueError, match="out of range"):
+        keep.kept_ids(0)
+    with pytest.raises(ValueError, match="corrupt keep plan"):
+        KeepPlan(order=[0, 0, 1], num_forced=0, vocab_hash="h")
     with pytest.raises(ValueError, match="mismatch"):
         rank_ids(counts, vocab_size=4)
     padded = rank_ids(counts, vocab_size=10)
@@ -78,18 +87,19 @@ def test_plan_writes_report(tiny_tokenizer, tmp_path):
     held = count_tokens(tiny_tokenizer, demo_chats(40, seed=9), progress=False)
     draft = tiny_causal_lm("llama", len(tiny_tokenizer), eos_token_id=tiny_tokenizer.eos_token_id)
     draft.config.save_pretrained(tmp_path / "draft")
-    summary = plan(
+    config = load_draft_config(tmp_path / "draft" / "config.json")
+    result = plan(
         counts,
-        load_draft_config(tmp_path / "draft" / "config.json"),
-        tmp_path / "out",
-        alpha=0.7,
+        config,
+        objective=Utility(alpha=0.7),
         min_coverage=0.98,
         k_min=8,
         n_trials=25,
         heldout=held,
         progress=False,
     )
-    for name in ("summary.json", "trials.json", "pareto.json", "trim_report.png"):
+    summary = write_report(result, tmp_path / "out", config, alpha=0.7)
+    for name in ("summary.json", "trials.json", "pareto.json", "trim_report.png", "keep_plan.safetensors"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
     for key in (
@@ -98,14 +108,22 @@ def test_plan_writes_report(tiny_tokenizer, tmp_path):
         "latency_reduction",
         "utility",
         "exact_k",
-        "exact_utility",
+        "exact_objective_value",
         "heldout_coverage",
+        "calibration_coverage",
         "tpe_gap",
         "flops_full",
     ):
         assert key in on_disk
     assert on_disk == json.loads(json.dumps(summary))
     assert summary["coverage"] >= 0.98 and summary["k"] < len(tiny_tokenizer)
+    assert summary["coverage_basis"] == "calibration" and summary["coverage"] == summary["calibration_coverage"]
+    heldout_basis = plan(
+        counts, config, min_coverage=0.9, k_min=8, n_trials=10, heldout=held, coverage_basis="heldout", progress=False
+    )
+    k = heldout_basis.choice.k
+    assert heldout_basis.curves.coverage[k] == heldout_basis.curves.heldout_coverage[k] >= 0.9
+    assert KeepPlan.load(tmp_path / "out").k == summary["k"]
 
 
 def test_cli_count_optimize_trim(tiny_tokenizer, tmp_path):
@@ -171,7 +189,14 @@ def test_cli_count_optimize_trim(tiny_tokenizer, tmp_path):
 
     trimmed = AutoModelForCausalLM.from_pretrained(tmp_path / "trimmed")
     assert trimmed.config.draft_vocab_size == summary["k"]
-    assert trimmed.config.trimming["coverage"] == pytest.approx(summary["coverage"])
+    # the kept set trimmed is exactly the one whose coverage was reported: one keep plan from optimize to trim
+    keep = KeepPlan.load(tmp_path / "opt")
+    counts = TokenCounts.load(tmp_path / "counts.json")
+    assert trimmed.kept_ids.tolist() == sorted(keep.order[: summary["k"]].tolist())
+    assert coverage_of(trimmed.kept_ids.tolist(), counts.counts) == pytest.approx(summary["coverage"], abs=1e-12)
+    assert trimmed.config.trimming["coverage"] == pytest.approx(summary["coverage"], abs=1e-12)
+    assert trimmed.config.trimming["plan_fingerprint"] == summary["plan_fingerprint"]
+    assert trimmed.config.context_tokens  # qwen2 ties its embeddings: context tokens on by default
     # failures exit non-zero with a message
     assert (
         main(
@@ -222,85 +247,108 @@ def test_cli_profile_acceptance_and_speedup_objective(tiny_tokenizer, tmp_path):
     tiny_causal_lm("llama", len(tiny_tokenizer), eos_token_id=tiny_tokenizer.eos_token_id).save_pretrained(
         tmp_path / "draft"
     )
-    draft = str(tmp_path / "draft")
-    assert main(["count", "--data", str(data), "--tokenizer", draft, "--out", str(tmp_path / "counts.json")]) == 0
-    assert (
-        main(
-            [
-                "profile",
-                "--draft",
-                draft,
-                "--ks",
-                "64",
-                "256",
-                "--rounds",
-                "2",
-                "--steps",
-                "2",
-                "--out",
-                str(tmp_path / "fit.json"),
-            ]
-        )
-        == 0
-    )
-    fit = json.loads((tmp_path / "fit.json").read_text())
+    draft, out = str(tmp_path / "draft"), tmp_path
+    assert main(["count", "--data", str(data), "--tokenizer", draft, "--out", str(out / "counts.json")]) == 0
+    profile = ["profile", "--draft", draft, "--ks", "64", "256", "--rounds", "2", "--steps", "2"]
+    assert main([*profile, "--out", str(out / "fit.json")]) == 0
+    fit = json.loads((out / "fit.json").read_text())
     assert [p["k"] for p in fit["points"]] == [64, 256, len(tiny_tokenizer)] and "b_ms_per_row" in fit
-    assert (
-        main(
-            [
-                "acceptance",
-                "--target",
-                draft,
-                "--draft",
-                draft,
-                "--data",
-                str(data),
-                "--counts",
-                str(tmp_path / "counts.json"),
-                "--ks",
-                "32",
-                "128",
-                "--gamma",
-                "3",
-                "--max-examples",
-                "8",
-                "--out",
-                str(tmp_path / "acc.json"),
-            ]
-        )
-        == 0
-    )
-    acc = json.loads((tmp_path / "acc.json").read_text())
+    assisted = ["--assisted", "--target", draft, "--contexts", "8", "40", "--new-tokens", "16", "--gamma", "3"]
+    assert main([*profile, *assisted, "--out", str(out / "costs.json")]) == 0
+    costs = json.loads((out / "costs.json").read_text())
+    assert costs["gamma"] == 3 and costs["ref_k"] == 64 and costs["vocab_size"] == len(tiny_tokenizer)
+    assert all(costs[key] > 0 for key in ("target_token_ms", "verify_round_ms", "draft_round_full_ms"))
+    assert set(costs["context_slopes"]) == {"target", "verify", "draft"} and costs["ref_context"] == 8 + 16 / 2
+    acceptance = ["acceptance", "--target", draft, "--draft", draft, "--data", str(data), "--counts"]
+    acceptance += [str(out / "counts.json"), "--ks", "32", "128", "--gamma", "3", "--max-examples", "8"]
+    assert main([*acceptance, "--out", str(out / "acc.json")]) == 0
+    acc = json.loads((out / "acc.json").read_text())
     assert acc["ks"][-1] == len(tiny_tokenizer) and acc["match_rate"][-1] == 1.0  # draft == target: all match
     assert acc["tau"][0] <= acc["tau"][-1] <= 4.0
-    assert {"target_ms", "verify_ms", "draft_ms"} <= set(acc["timing"])
-    assert (
-        main(
-            [
-                "optimize",
-                "--counts",
-                str(tmp_path / "counts.json"),
-                "--draft-config",
-                draft,
-                "--k-min",
-                "16",
-                "--min-coverage",
-                "0.9",
-                "--trials",
-                "20",
-                "--objective",
-                "speedup",
-                "--acceptance",
-                str(tmp_path / "acc.json"),
-                "--latency-fit",
-                str(tmp_path / "fit.json"),
-                "--out",
-                str(tmp_path / "opt"),
-            ]
+    assert all(c >= s for c, s in zip(acc["tau_context"], acc["tau"]))  # context ids only add matches
+    optimize = ["optimize", "--counts", str(out / "counts.json"), "--draft-config", draft, "--k-min", "16"]
+    optimize += ["--min-coverage", "0.9", "--trials", "20", "--objective", "speedup", "--acceptance"]
+    optimize += [str(out / "acc.json"), "--costs", str(out / "costs.json"), "--context-tokens"]
+    assert main([*optimize, "--out", str(out / "opt")]) == 0
+    summary = json.loads((out / "opt" / "summary.json").read_text())
+    assert summary["objective"] == "speedup"
+    assert set(summary["objectives"]) == {"utility", "speedup", "speedup_static"}  # both tau curves reported
+    assert summary["context_tokens"] and summary["plan_fingerprint"] == acc["plan_fingerprint"]
+    assert summary["objective_value"] == pytest.approx(summary["predicted_speedup"])
+    assert summary["advice"].startswith("trim to k=" if summary["trimming_pays"] else "trimming does not pay here")
+    # an acceptance curve of another keep order is refused
+    other = str(out / "other_counts.json")
+    assert main(["count", "--data", str(data), "--tokenizer", draft, "--out", other, "--max-examples", "5"]) == 0
+    optimize[2] = other
+    assert main([*optimize, "--out", str(out / "bad")]) == 2
+
+
+def test_speedup_objective_says_when_trimming_does_not_pay(tiny_tokenizer):
+    from hf_vocabtrim.acceptance import AcceptanceCurve
+    from hf_vocabtrim.planning import Speedup
+    from hf_vocabtrim.report import summarize
+    from hf_vocabtrim.speedup import CostModel
+
+    vocab = len(tiny_tokenizer)
+    counts = count_tokens(tiny_tokenizer, demo_chats(60), progress=False)
+    config = tiny_causal_lm("llama", vocab, eos_token_id=tiny_tokenizer.eos_token_id).config
+    keep = KeepPlan.from_counts(counts, config)
+    curve = AcceptanceCurve(
+        ks=[16, 64, vocab],
+        tau=[2.0, 3.0, 4.0],
+        match_rate=[0.3, 0.5, 0.7],
+        gamma=5,
+        positions=100,
+        sequences=4,
+        plan_fingerprint=keep.fingerprint,
+    )
+
+    def costs(row_ms: float) -> CostModel:
+        full = 100.0 + row_ms * vocab
+        return CostModel(
+            5,
+            vocab,
+            target_token_ms=50.0,
+            verify_round_ms=60.0,
+            draft_round_full_ms=full,
+            draft_round_ref_ms=100.0 + 64 * row_ms,
+            ref_k=64,
+            draft_row_ms=row_ms,
         )
+
+    free_head = plan(counts, config, objective=Speedup(curve, costs(0.0)), k_min=16, min_coverage=0.5, progress=False)
+    summary = summarize(free_head, config, alpha=0.5)
+    assert not summary["trimming_pays"] and summary["advice"].startswith("trimming does not pay here")
+    costly = plan(counts, config, objective=Speedup(curve, costs(5.0)), k_min=16, min_coverage=0.5, progress=False)
+    summary = summarize(costly, config, alpha=0.5)
+    assert summary["trimming_pays"] and summary["k"] < vocab and summary["predicted_gain_vs_untrimmed"] > 0
+    model = costs(5.0)
+    assert model.seconds(10, 40) == pytest.approx(40 * 50.0 / 1000)  # target alone: prefill fits left at 0
+    assert model.seconds(10, 40, rounds=10, k=64) == pytest.approx(10 * (100.0 + 64 * 5.0 + 60.0) / 1000)
+    model.ref_context, model.context_slopes = 30.0, {"target": 0.1, "verify": 0.2, "draft": 0.3}
+    assert model.seconds(10, 40) == pytest.approx(40 * 50.0 / 1000)  # mean context 10 + 40 / 2 = the profiled one
+    longer = model.seconds(110, 40, rounds=10, k=64)  # 100 tokens more context: each round 100 * (0.2 + 0.3) dearer
+    assert longer == pytest.approx(10 * (100.0 + 64 * 5.0 + 60.0 + 50.0) / 1000)
+
+
+def test_cli_trim_keeps_the_checkpoint_dtype_and_pads_to_the_target(tiny_tokenizer, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    vocab = len(tiny_tokenizer)
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps(c) + "\n" for c in demo_chats(40)))
+    tiny_tokenizer.save_pretrained(tmp_path / "draft")
+    draft = tiny_causal_lm("qwen2", vocab, eos_token_id=tiny_tokenizer.eos_token_id).to(torch.bfloat16)
+    draft.save_pretrained(tmp_path / "draft")
+    tiny_causal_lm("qwen2", vocab + 64).config.save_pretrained(tmp_path / "target")  # a padded vocabulary
+    assert (
+        main(["count", "--data", str(data), "--tokenizer", str(tmp_path / "draft"), "--out", str(tmp_path / "c.json")])
         == 0
     )
-    summary = json.loads((tmp_path / "opt" / "summary.json").read_text())
-    assert summary["objective"] == "speedup" and set(summary["objectives"]) == {"utility", "speedup"}
-    assert summary["exact_objective_value"] >= summary["predicted_speedup_full_vocab"] - 1e-9  # V is a candidate
-    assert summary["objective_value"] == pytest.approx(summary["predicted_speedup"])
+    args = ["trim", "--draft", str(tmp_path / "draft"), "--counts", str(tmp_path / "c.json"), "--k", "64"]
+    assert main([*args, "--target", str(tmp_path / "target"), "--no-context-tokens", "--out", str(tmp_path / "t")]) == 0
+    trimmed = AutoModelForCausalLM.from_pretrained(tmp_path / "t", dtype="auto")
+    assert trimmed.dtype == torch.bfloat16  # not upcast to float32
+    assert trimmed.config.vocab_size == vocab + 64 and not trimmed.config.context_tokens
+    assert trimmed.config.trimming["base_model"] == "draft"  # the folder's name, not this machine's path

@@ -36,6 +36,7 @@ CHILD = textwrap.dedent(
         "hf_vocabtrim_loaded": any(m.startswith("hf_vocabtrim") for m in sys.modules),
         "kept": draft.kept_ids.tolist(),
         "equal": bool(torch.equal(target.generate(**kw), target.generate(**kw, assistant_model=draft))),
+        "context_ids": int(draft.draft_ids.numel() - draft.kept_ids.numel()),
     }))
     """
 )
@@ -44,10 +45,11 @@ CHILD = textwrap.dedent(
 def test_trust_remote_code_without_the_package(tmp_path):
     target = tiny_causal_lm("qwen2", 200, seed=0)
     draft = tiny_causal_lm("qwen2", 200, seed=0)
-    trimmed = TrimmedDraftModel.from_draft(draft, range(0, 200, 2))
+    trimmed = TrimmedDraftModel.from_draft(draft, range(0, 200, 4))
     trimmed.save_pretrained(tmp_path / "draft")
     target.save_pretrained(tmp_path / "target")
-    for name in ("configuration_trimmed_draft.py", "modeling_trimmed_draft.py"):
+    assert trimmed.config.context_tokens  # qwen2 ties its embeddings: context tokens on, honoured by remote code
+    for name in ("configuration_trimmed_draft.py", "modeling_trimmed_draft.py", "specials.py"):
         code = (tmp_path / "draft" / name).read_text()
         assert "hf_vocabtrim" not in code.replace("hf-vocabtrim", "")  # only torch/transformers/relative imports
     env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
@@ -64,4 +66,5 @@ def test_trust_remote_code_without_the_package(tmp_path):
     assert not out["hf_vocabtrim_loaded"]
     assert out["kept"] == trimmed.kept_ids.tolist()
     assert out["equal"]
+    assert out["context_ids"] > 0  # the ids of the sequence were scored beyond the kept set
     assert torch.equal(torch.tensor(out["kept"]), trimmed.kept_ids)

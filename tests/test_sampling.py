@@ -55,16 +55,24 @@ def _sample_counts(target, draft, prompt: torch.Tensor, seed: int) -> tuple[torc
     return first, second
 
 
-@pytest.fixture(scope="module")
-def setup():
+def _setup(context: bool):
     target = tiny_causal_lm("llama", V, seed=0, eos_token_id=None, initializer_range=0.3)
     draft = tiny_causal_lm("llama", V, seed=5, eos_token_id=None, initializer_range=0.3)
     trimmed = TrimmedDraftModel.from_draft(
-        draft, [1, 3, 4, 7, 9], keep_special_tokens=False, assistant_settings={"num_assistant_tokens": 2}
+        draft,
+        [1, 3, 4, 7, 9],
+        keep_special_tokens=False,
+        context_tokens=context,  # with context: the prompt's 2, 5, 6 and sampled ids are scored too
+        assistant_settings={"num_assistant_tokens": 2},
     )
     prompt = torch.tensor([[2, 5, 6]])
     p1, p2 = _exact_marginals(target, prompt)
     return target, trimmed, prompt, p1, p2
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["static", "context"])
+def setup(request):
+    return _setup(request.param)
 
 
 @pytest.mark.slow
@@ -72,7 +80,9 @@ def test_sampling_matches_target_distribution(setup):
     target, trimmed, prompt, p1, p2 = setup
     outside = torch.ones(V, dtype=torch.bool)
     outside[trimmed.kept_ids] = False
-    assert p1[outside].sum() > 0.3, "the test needs target mass outside the kept set"
+    if trimmed.config.context_tokens:
+        outside[prompt[0]] = False
+    assert p1[outside].sum() > 0.3, "the test needs target mass outside the scored set"
     first, second = _sample_counts(target, trimmed, prompt, seed=1)
     assert first[outside].sum() > 0, "tokens outside the kept set must still be sampled (from the residual)"
     assert _chi2_pvalue(first, p1) > 1e-3
@@ -80,9 +90,9 @@ def test_sampling_matches_target_distribution(setup):
 
 
 @pytest.mark.slow
-def test_control_leaky_q_is_detected(setup, monkeypatch):
+def test_control_leaky_q_is_detected(monkeypatch):
     """Control: report q with trimmed-away ids at the kept ids' mean logit; the chi-square test must fail."""
-    target, trimmed, prompt, p1, _ = setup
+    target, trimmed, prompt, p1, _ = _setup(context=False)
     generate = AssistedCandidateGenerator._generate_candidates
 
     def leaky(gen, args):

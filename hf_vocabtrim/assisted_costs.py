@@ -1,0 +1,167 @@
+# Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
+"""Measure a :class:`~hf_vocabtrim.speedup.CostModel` inside real ``generate(assistant_model=...)`` calls
+(``vocabtrim profile --assisted``): prefill, the target's per-token step, and per assisted round the draft's
+proposals and everything else, at two context lengths."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .modeling_trimmed_draft import TrimmedDraftModel
+from .speedup import CostModel
+
+
+def _median_ms(samples: Sequence[float]) -> float:
+    return 1000 * statistics.median(samples) if samples else float("nan")
+
+
+def time_prefill(model: Any, lengths: Sequence[int], rounds: int = 3, seed: int = 0) -> tuple[float, float]:
+    """Fit of the prompt forward time (ms) = a + b * prompt tokens, timed interleaved over ``lengths``."""
+    vocab = int(model.config.get_text_config().vocab_size)
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    prompts = {n: torch.randint(0, vocab, (1, n), generator=generator).to(device) for n in lengths}
+    samples: dict[int, list[float]] = {n: [] for n in lengths}
+    with torch.no_grad():
+        for round_index in range(rounds + 1):  # round 0 is a warm-up
+            for n, ids in prompts.items():
+                start = time.perf_counter()
+                model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                if round_index:
+                    samples[n].append(time.perf_counter() - start)
+    ms = [_median_ms(samples[n]) for n in lengths]
+    b, a = np.polyfit(np.asarray(lengths, dtype=np.float64), np.asarray(ms), 1)
+    return float(a), float(b)
+
+
+def _rounds(stats: Any, gamma: int) -> tuple[list[float], list[float]]:
+    """Per full round (gamma proposals, not the first: it holds both prefills) its drafting and other seconds."""
+    draft, other = [], []
+    for r in range(1, len(stats.round_starts) - 1):
+        if r < len(stats.proposed) and stats.proposed[r] == gamma:
+            duration = stats.round_starts[r + 1] - stats.round_starts[r]
+            draft.append(stats.round_draft_seconds[r])
+            other.append(duration - stats.round_draft_seconds[r])
+    return draft, other
+
+
+def profile_assisted(
+    target: Any,
+    draft: Any,
+    gamma: int = 5,
+    ks: Sequence[int] = (8192, 65536),
+    prompt_tokens: Sequence[int] = (64, 512),
+    new_tokens: int = 32,
+    seed: int = 0,
+) -> CostModel:
+    """Measure the :class:`~hf_vocabtrim.speedup.CostModel` of a target/draft pair inside real ``generate()`` calls.
+
+    Times the prompt forward of both models at three lengths, and at each of the two ``prompt_tokens`` lengths: the
+    target alone at two output lengths (their difference is the per-token cost) and assisted generation with the
+    untrimmed draft and a draft trimmed to ``ks[0]`` (random kept sets: acceptance does not matter, the cost of a
+    round does): per full round, the drafting time and the rest (verification of gamma + 1 tokens, cache crops,
+    bookkeeping). The other ``ks`` are timed at the first length and give the cost per LM-head row.
+    """
+    from .instrument import record_assisted
+
+    vocab = int(draft.config.get_text_config().vocab_size)
+    usable = min(vocab, int(target.config.get_text_config().vocab_size))
+    ks = sorted({int(k) for k in ks if 0 < k < vocab})
+    lengths = sorted({int(n) for n in prompt_tokens})
+    if not ks or len(lengths) != 2:
+        raise ValueError(f"profile_assisted needs a k in (0, V={vocab}) and two prompt lengths, got {ks}, {lengths}.")
+    generator = torch.Generator().manual_seed(seed)
+    device = next(target.parameters()).device
+    target_prefill = time_prefill(target, [lengths[0], sum(lengths) // 2, lengths[1]], seed=seed)
+    draft_prefill = time_prefill(draft, [lengths[0], sum(lengths) // 2, lengths[1]], seed=seed)
+
+    def run(prompt: torch.Tensor, new: int, assistant: Any = None) -> float:
+        kwargs = {"input_ids": prompt, "attention_mask": torch.ones_like(prompt), "do_sample": False}
+        kwargs.update(max_new_tokens=new, min_new_tokens=new)
+        if assistant is not None:
+            kwargs["assistant_model"] = assistant
+        start = time.perf_counter()
+        with torch.no_grad():
+            target.generate(**kwargs)
+        return time.perf_counter() - start
+
+    settings = {
+        "num_assistant_tokens": gamma,
+        "num_assistant_tokens_schedule": "constant",
+        "assistant_confidence_threshold": 0.0,
+    }
+    saved = {key: getattr(draft.generation_config, key, None) for key in settings}
+    draft.generation_config.update(**settings)
+    drafts: dict[Any, Any] = {"full": draft}
+    for k in ks:
+        keep = torch.randperm(usable, generator=generator)[:k]
+        drafts[k] = TrimmedDraftModel.from_draft(
+            draft, keep, target=target, keep_special_tokens=False, context_tokens=False, assistant_settings=settings
+        ).eval()
+    measured: dict[int, dict[str, Any]] = {}
+    try:
+        for index, length in enumerate(lengths):
+            prompt = torch.randint(0, usable, (1, length), generator=generator).to(device)
+            run(prompt, 2)  # warm-up
+            short, long = run(prompt, 4), run(prompt, 4 + new_tokens)
+            row: dict[str, Any] = {"target": 1000 * (long - short) / new_tokens, "draft": {}}
+            other: list[float] = []
+            for key, assistant in drafts.items():
+                if index and key not in ("full", ks[0]):
+                    continue
+                run(prompt, 4, assistant)  # warm-up
+                with record_assisted() as stats:
+                    run(prompt, new_tokens, assistant)
+                drafting, rest = _rounds(stats, gamma)
+                if not drafting:
+                    raise ValueError(f"no full round of {gamma} proposals was timed: raise new_tokens.")
+                row["draft"][key] = _median_ms(drafting)
+                other.extend(rest)
+            row["verify"] = _median_ms(other)
+            measured[length] = row
+    finally:
+        draft.generation_config.update(**saved)
+    short_row, long_row = measured[lengths[0]], measured[lengths[1]]
+    span = lengths[1] - lengths[0]  # both runs generate new_tokens: the mean contexts differ by the prompts'
+    ref_k = ks[0]
+    first = short_row["draft"]
+    slope = (
+        (first[ks[-1]] - first[ref_k]) / (ks[-1] - ref_k)
+        if len(ks) > 1
+        else (first["full"] - first[ref_k]) / (vocab - ref_k)
+    )
+    draft_slope = sum(long_row["draft"][key] - first[key] for key in ("full", ref_k)) / (2 * span)
+    return CostModel(
+        gamma=gamma,
+        vocab_size=vocab,
+        target_token_ms=short_row["target"],
+        verify_round_ms=short_row["verify"],
+        draft_round_full_ms=first["full"],
+        draft_round_ref_ms=first[ref_k],
+        ref_k=ref_k,
+        draft_row_ms=slope,
+        target_prefill=target_prefill,
+        draft_prefill=draft_prefill,
+        ref_context=lengths[0] + new_tokens / 2,
+        context_slopes={
+            "target": (long_row["target"] - short_row["target"]) / span,
+            "verify": (long_row["verify"] - short_row["verify"]) / span,
+            "draft": draft_slope,
+        },
+        info={
+            "measured_ms": {
+                str(n): {**r, "draft": {str(k): v for k, v in r["draft"].items()}} for n, r in measured.items()
+            },
+            "prompt_tokens": lengths,
+            "new_tokens": new_tokens,
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+            "dtype": str(next(draft.parameters()).dtype),
+        },
+    )

@@ -1,0 +1,44 @@
+# Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
+"""Token ids a draft must always be able to emit, whatever the data: eos/pad/bos and the chat template's end-of-turn.
+
+It travels with saved checkpoints beside the model code (``TrimmedDraftModel.from_draft`` imports it), so it imports
+nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MARKER = "Xq7Zassistantmarker"
+
+
+def special_token_ids(config: Any, generation_config: Any, tokenizer: Any | None) -> set[int]:
+    """Ids a draft must be able to emit: eos/pad/bos of config and generation config, the tokenizer's special
+    tokens, and the added tokens that the chat template writes right after an assistant turn (end of turn)."""
+    ids: set[int] = set()
+    for source in (config, generation_config, tokenizer):
+        for name in ("eos_token_id", "pad_token_id", "bos_token_id"):
+            value = getattr(source, name, None) if source is not None else None
+            if value is None:
+                continue
+            ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    if tokenizer is not None:
+        ids.update(int(i) for i in tokenizer.all_special_ids)
+        ids.update(end_of_turn_ids(tokenizer))
+    return ids
+
+
+def end_of_turn_ids(tokenizer: Any) -> set[int]:
+    """Added tokens the chat template writes right after an assistant message (e.g. ``<|im_end|>``, ``<|eot_id|>``)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return set()
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _MARKER}]
+    try:
+        text = tokenizer.apply_chat_template(chat, tokenize=False)
+    except Exception:  # a template that rejects this chat: the special tokens alone
+        return set()
+    if not isinstance(text, str) or _MARKER not in text:
+        return set()
+    suffix = text.split(_MARKER, 1)[1]
+    added = set(getattr(tokenizer, "added_tokens_decoder", {}))
+    return {int(i) for i in tokenizer(suffix, add_special_tokens=False)["input_ids"] if i in added}
