@@ -55,10 +55,11 @@ def profile_assisted(
     target: Any,
     draft: Any,
     gamma: int = 5,
-    ks: Sequence[int] = (8192, 65536),
+    ks: Sequence[int] | None = None,
     prompt_tokens: Sequence[int] = (64, 512),
     new_tokens: int = 32,
     seed: int = 0,
+    repeats: int = 2,
 ) -> CostModel:
     """Measure the :class:`~hf_vocabtrim.speedup.CostModel` of a target/draft pair inside real ``generate()`` calls.
 
@@ -66,16 +67,22 @@ def profile_assisted(
     target alone at two output lengths (their difference is the per-token cost) and assisted generation with the
     untrimmed draft and a draft trimmed to ``ks[0]`` (random kept sets: acceptance does not matter, the cost of a
     round does): per full round, the drafting time and the rest (verification of gamma + 1 tokens, cache crops,
-    bookkeeping). The other ``ks`` are timed at the first length and give the cost per LM-head row.
+    bookkeeping). The other ``ks`` are timed at the first length and give the cost per LM-head row. Every timed call
+    is made ``repeats`` times, the configurations in a rotated order (machine drift hits them all), and the medians
+    over all rounds are kept.
     """
     from .instrument import record_assisted
 
     vocab = int(draft.config.get_text_config().vocab_size)
     usable = min(vocab, int(target.config.get_text_config().vocab_size))
+    if ks is None:  # a 95% and a 57% cut of a 152k vocabulary; an eighth and a half of a small one
+        ks = [k for k in (8192, 65536) if k < vocab] or [vocab // 8, vocab // 2]
     ks = sorted({int(k) for k in ks if 0 < k < vocab})
     lengths = sorted({int(n) for n in prompt_tokens})
     if not ks or len(lengths) != 2:
         raise ValueError(f"profile_assisted needs a k in (0, V={vocab}) and two prompt lengths, got {ks}, {lengths}.")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}.")
     generator = torch.Generator().manual_seed(seed)
     device = next(target.parameters()).device
     target_prefill = time_prefill(target, [lengths[0], sum(lengths) // 2, lengths[1]], seed=seed)
@@ -109,22 +116,28 @@ def profile_assisted(
         for index, length in enumerate(lengths):
             prompt = torch.randint(0, usable, (1, length), generator=generator).to(device)
             run(prompt, 2)  # warm-up
-            short, long = run(prompt, 4), run(prompt, 4 + new_tokens)
-            row: dict[str, Any] = {"target": 1000 * (long - short) / new_tokens, "draft": {}}
+            keys = [key for key in drafts if not index or key in ("full", ks[0])]
+            for key in keys:
+                run(prompt, 4, drafts[key])  # warm-up
+            per_token: list[float] = []
+            drafting: dict[Any, list[float]] = {key: [] for key in keys}
             other: list[float] = []
-            for key, assistant in drafts.items():
-                if index and key not in ("full", ks[0]):
-                    continue
-                run(prompt, 4, assistant)  # warm-up
-                with record_assisted() as stats:
-                    run(prompt, new_tokens, assistant)
-                drafting, rest = _rounds(stats, gamma)
-                if not drafting:
-                    raise ValueError(f"no full round of {gamma} proposals was timed: raise new_tokens.")
-                row["draft"][key] = _median_ms(drafting)
-                other.extend(rest)
-            row["verify"] = _median_ms(other)
-            measured[length] = row
+            for repeat in range(repeats):
+                short, long = run(prompt, 4), run(prompt, 4 + new_tokens)
+                per_token.append((long - short) / new_tokens)
+                for key in keys[repeat % len(keys) :] + keys[: repeat % len(keys)]:
+                    with record_assisted() as stats:
+                        run(prompt, new_tokens, drafts[key])
+                    draft_s, rest = _rounds(stats, gamma)
+                    if not draft_s:
+                        raise ValueError(f"no full round of {gamma} proposals was timed: raise new_tokens.")
+                    drafting[key].extend(draft_s)
+                    other.extend(rest)
+            measured[length] = {
+                "target": _median_ms(per_token),
+                "draft": {key: _median_ms(samples) for key, samples in drafting.items()},
+                "verify": _median_ms(other),
+            }
     finally:
         draft.generation_config.update(**saved)
     short_row, long_row = measured[lengths[0]], measured[lengths[1]]
@@ -160,6 +173,7 @@ def profile_assisted(
             },
             "prompt_tokens": lengths,
             "new_tokens": new_tokens,
+            "repeats": repeats,
             "threads": torch.get_num_threads(),
             "device": str(device),
             "dtype": str(next(draft.parameters()).dtype),

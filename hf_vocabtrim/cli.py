@@ -197,7 +197,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
             raise ValueError("--assisted needs --target.")
         target = load_causal_lm(args.target, None, args.dtype, **placement)
         costs = profile_assisted(
-            target, draft, gamma=args.gamma, ks=args.ks, prompt_tokens=args.contexts, new_tokens=args.new_tokens
+            target,
+            draft,
+            gamma=args.gamma,
+            ks=args.ks,
+            prompt_tokens=args.contexts,
+            new_tokens=args.new_tokens,
+            repeats=args.repeats,
         )
         Path(args.out).write_text(json.dumps(costs.as_dict(), indent=2))
         print(json.dumps(costs.as_dict(), indent=1))
@@ -397,11 +403,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assisted", action="store_true", help="measure the cost model inside real generate() calls")
     p.add_argument("--gamma", type=int, default=5, help="draft tokens per round (--assisted)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per timed call (--assisted)")
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per configuration, rotated (--assisted)")
     p.add_argument("--contexts", nargs=2, type=int, default=[64, 512], help="the two prompt lengths timed (--assisted)")
     p.add_argument("--dtype", default="auto", choices=DTYPES)
     p.add_argument("--device", default=None, help="device_map for the models, e.g. cuda")
     p.add_argument(
-        "--ks", nargs="+", type=int, default=None, help="k values (default 1024..65536; --assisted 8192 65536)"
+        "--ks",
+        nargs="+",
+        type=int,
+        default=None,
+        help="k values (default 1024..65536; --assisted: 8192 65536, or V/8 and V/2 for a smaller V)",
     )
     p.add_argument("--prompt", type=int, default=64, help="prompt tokens")
     p.add_argument("--steps", type=int, default=8)
@@ -453,8 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "profile" and args.ks is None:
-        args.ks = [8192, 65536] if args.assisted else [1024, 4096, 16384, 65536]
+    if args.command == "profile" and args.ks is None and not args.assisted:  # --assisted: profile_assisted's own
+        args.ks = [1024, 4096, 16384, 65536]
     try:
         import datasets
 

@@ -254,9 +254,10 @@ def test_cli_profile_acceptance_and_speedup_objective(tiny_tokenizer, tmp_path):
     fit = json.loads((out / "fit.json").read_text())
     assert [p["k"] for p in fit["points"]] == [64, 256, len(tiny_tokenizer)] and "b_ms_per_row" in fit
     assisted = ["--assisted", "--target", draft, "--contexts", "8", "40", "--new-tokens", "16", "--gamma", "3"]
-    assert main([*profile, *assisted, "--out", str(out / "costs.json")]) == 0
+    assert main(["profile", "--draft", draft, *assisted, "--out", str(out / "costs.json")]) == 0  # default ks
     costs = json.loads((out / "costs.json").read_text())
-    assert costs["gamma"] == 3 and costs["ref_k"] == 64 and costs["vocab_size"] == len(tiny_tokenizer)
+    assert costs["gamma"] == 3 and costs["vocab_size"] == len(tiny_tokenizer) and costs["info"]["repeats"] == 2
+    assert costs["ref_k"] == len(tiny_tokenizer) // 8  # the default ks, scaled to a small vocabulary
     assert all(costs[key] > 0 for key in ("target_token_ms", "verify_round_ms", "draft_round_full_ms"))
     assert set(costs["context_slopes"]) == {"target", "verify", "draft"} and costs["ref_context"] == 8 + 16 / 2
     acceptance = ["acceptance", "--target", draft, "--draft", draft, "--data", str(data), "--counts"]
