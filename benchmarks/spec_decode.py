@@ -34,8 +34,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_vocabtrim import TrimmedDraftModel
 from hf_vocabtrim.acceptance import (
+    AcceptanceCurve,
     context_rows,
     first_occurrence,
+    keep_ranks,
     match_intervals,
     matches_for_ks,
     measure_acceptance,
@@ -48,6 +50,7 @@ from hf_vocabtrim.instrument import record_assisted
 from hf_vocabtrim.planning import Speedup, Utility, plan
 from hf_vocabtrim.report import write_report
 from hf_vocabtrim.speedup import CostModel
+from hf_vocabtrim.trimming import trim_draft
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gguf_cache import convert_gguf  # noqa: E402
@@ -118,8 +121,6 @@ def build_plans(args, tokenizer, target, draft, costs, out) -> dict[str, dict[st
             max_length=args.acceptance_max_length,
         )
         (out / f"acceptance_{name}.json").write_text(json.dumps(acceptance, indent=1))
-        from hf_vocabtrim.acceptance import AcceptanceCurve
-
         curve = AcceptanceCurve.from_dict(acceptance)
         speedup = plan(
             counts,
@@ -225,13 +226,7 @@ def main() -> None:
 
     # configurations: (kept set or None, k, context tokens); per prompt set
     def trimmed(name: str, k: int, context: bool) -> TrimmedDraftModel:
-        return TrimmedDraftModel.from_draft(
-            draft,
-            plans[name]["plan"].kept_ids(k),
-            keep_special_tokens=False,
-            context_tokens=context,
-            assistant_settings=settings,
-        ).eval()
+        return trim_draft(draft, plans[name]["plan"], k, context_tokens=context, assistant_settings=settings).eval()
 
     specs: dict[str, dict[str, tuple[str | None, int | None, bool]]] = {
         "humaneval": {
@@ -269,10 +264,7 @@ def main() -> None:
         "humaneval": [humaneval_chat(p)[:1] for p in problems[start : start + args.prompts]],
         "spec_bench": spec_bench(args.prompts),
     }
-    ranks = {}
-    for name, entry in plans.items():
-        ranks[name] = torch.empty(vocab, dtype=torch.long)
-        ranks[name][torch.as_tensor(entry["plan"].order)] = torch.arange(vocab)
+    ranks = {name: keep_ranks(entry["plan"].order) for name, entry in plans.items()}
 
     warm = tokenizer("def f(x):", return_tensors="pt")
     for model in models.values():  # first calls pay one-off costs

@@ -72,6 +72,14 @@ def match_intervals(
     return Intervals(lo.cpu().numpy(), hi.cpu().numpy(), context_lo.cpu().numpy(), context_hi.cpu().numpy())
 
 
+def keep_ranks(order: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(V,) position of each id in the keep ``order`` (the inverse permutation)."""
+    order = torch.as_tensor(order, dtype=torch.long)
+    rank = torch.empty(order.numel(), dtype=torch.long)
+    rank[order] = torch.arange(order.numel())
+    return rank
+
+
 def first_occurrence(sequence: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """(V,) index of each id's first occurrence in ``sequence`` (``len(sequence)`` where it never occurs)."""
     length = sequence.numel()
@@ -176,8 +184,7 @@ def acceptance_curve(
     ``context``, also tau when the draft scores the ids already in the sequence.
     """
     vocab = len(order)
-    rank = torch.empty(vocab, dtype=torch.long)
-    rank[torch.as_tensor(order)] = torch.arange(vocab)
+    rank = keep_ranks(order)
     ks = sorted(set(int(k) for k in ks) | {vocab})
     static, with_ctx, rows, lengths = [], [], [], []
     for seq, start in zip(sequences, starts):

@@ -17,7 +17,7 @@ from typing import Any
 from .loaders import DTYPES, load_causal_lm, load_draft_config, load_generation_config, load_tokenizer
 
 
-def _load_rows(args: argparse.Namespace, data: str, max_examples: int | None = None) -> Any:
+def _load_rows(args: argparse.Namespace, data: str) -> Any:
     from .data import ChatColumns, load_chats
 
     columns = ChatColumns(
@@ -34,7 +34,7 @@ def _load_rows(args: argparse.Namespace, data: str, max_examples: int | None = N
         streaming=args.streaming,
         fmt=args.format,
         columns=columns,
-        max_examples=max_examples if max_examples is not None else args.max_examples,
+        max_examples=args.max_examples,
         data_config=args.data_config,
     )
 
