@@ -337,11 +337,7 @@ def main() -> None:
                     iv = intervals[rank_name]
                     lo, hi = (iv.context_lo, iv.context_hi) if context_on else (iv.lo, iv.hi)
                     steps = float(target_steps(matches_for_ks(lo, hi, [k]), args.gamma)[0])
-                    extra = (
-                        float(context_rows(ranks[rank_name].numpy(), first.numpy(), positions.numpy(), [k])[0])
-                        if context_on
-                        else 0.0
-                    )
+                    extra = float(context_rows(positions.numpy(), [k])[0]) if context_on else 0.0
                     row.update(
                         tau=new_tokens / statistics.median(runs[label]["rounds"]),
                         predicted_tau=new_tokens / steps,

@@ -119,12 +119,12 @@ def target_steps(matches: np.ndarray, gamma: int) -> np.ndarray:
     return steps
 
 
-def context_rows(rank: np.ndarray, first_seen: np.ndarray, positions: np.ndarray, ks: Sequence[int]) -> np.ndarray:
-    """Mean number of context ids outside the top-k scored per position (the extra LM-head rows), for each k."""
-    ids = np.flatnonzero(first_seen <= positions.max()) if len(positions) else np.zeros(0, dtype=np.int64)
-    weight = (positions[None, :] >= first_seen[ids][:, None]).sum(1)  # positions at which each id is in context
-    ks_arr = np.asarray(ks)[:, None]
-    return ((rank[ids][None, :] >= ks_arr) * weight[None, :]).sum(1) / max(len(positions), 1)
+def context_rows(positions: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+    """Mean number of context LM-head rows per position, for each k: one slot per position of the sequence so far
+    (:class:`~hf_vocabtrim.modeling_trimmed_draft.ContextSlots`; kept and repeated ids are scored and masked), so
+    the same for every k."""
+    mean = float(np.mean(np.asarray(positions) + 1)) if len(positions) else 0.0
+    return np.full(len(ks), mean)
 
 
 @dataclass
@@ -199,7 +199,7 @@ def acceptance_curve(
         lengths.append(len(iv.lo))
         if context and iv.context_lo is not None and iv.context_hi is not None and first is not None:
             with_ctx.append(matches_for_ks(iv.context_lo, iv.context_hi, ks))
-            rows.append(context_rows(rank.numpy(), first.numpy(), positions.numpy(), ks) * len(iv.lo))
+            rows.append(context_rows(positions.numpy(), ks) * len(iv.lo))
 
     def pooled(all_matches: list[np.ndarray]) -> tuple[list[float], list[float]]:
         steps = np.sum([target_steps(m, gamma) for m in all_matches], axis=0)  # tau over all: tokens / steps

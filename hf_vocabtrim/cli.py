@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .configuration_trimmed_draft import FAST_PATHS
 from .loaders import DTYPES, load_causal_lm, load_draft_config, load_generation_config, load_tokenizer
 
 
@@ -163,6 +164,7 @@ def cmd_trim(args: argparse.Namespace) -> int:
         context_tokens=args.context_tokens,
         assistant_settings={"num_assistant_tokens": args.num_assistant_tokens},
         trimming={"base_model": public_name(args.draft), "gguf_file": args.gguf_file},
+        fast_path=args.fast_path,
     )
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
@@ -175,6 +177,7 @@ def cmd_trim(args: argparse.Namespace) -> int:
                 "vocab_size": model.full_vocab_size,
                 "coverage": info.get("coverage"),
                 "context_tokens": model.config.context_tokens,
+                "fast_path": model.config.fast_path,
             }
         )
     )
@@ -393,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     _context_flag(p, None, "score the ids already in the sequence too (default: on for tied-embedding drafts)")
     p.add_argument("--dtype", default="auto", choices=DTYPES, help="default: the checkpoint's dtype")
     p.add_argument("--num-assistant-tokens", type=int, default=5, help="draft tokens per round")
+    p.add_argument(
+        "--fast-path",
+        default="auto",
+        choices=FAST_PATHS,
+        help="assistant proposals: auto (CUDA-graph captured over a static cache on a GPU, eager elsewhere), eager "
+        "(transformers' own loop) or static (the static-cache path without capture, any device)",
+    )
     p.add_argument("--out", required=True, help="output model folder")
     p.set_defaults(func=cmd_trim)
 

@@ -11,6 +11,7 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig
 
 CONTEXT_ROWS = ("input_embeddings", "stored_head")
+FAST_PATHS = ("auto", "eager", "static")
 
 
 class TrimmedDraftConfig(PretrainedConfig):
@@ -28,6 +29,10 @@ class TrimmedDraftConfig(PretrainedConfig):
         base_vocab_size: the base draft's own vocabulary size where it differs from V (a target whose vocabulary is
             padded, e.g. Qwen2.5-7B's 152,064 vs Qwen2.5-0.5B's 151,936); ids at or above it are padding rows.
         trimming: free-form provenance (data, coverage, latency reduction); saved as-is in ``config.json``.
+        fast_path: how the draft proposes when it is an ``assistant_model``: ``"auto"`` (replays of a CUDA graph over
+            a static KV cache it owns, on a CUDA device where that applies; the eager path otherwise), ``"eager"``
+            (transformers' own ``generate()`` loop) or ``"static"`` (the static-cache path without capture, on any
+            device). The static and captured paths need hf-vocabtrim installed (``hf_vocabtrim.fast_path``).
     """
 
     model_type = "trimmed_draft"
@@ -41,6 +46,7 @@ class TrimmedDraftConfig(PretrainedConfig):
         context_rows: str | None = None,
         base_vocab_size: int | None = None,
         trimming: dict[str, Any] | None = None,
+        fast_path: str = "auto",
         **kwargs: Any,
     ) -> None:
         if isinstance(text_config, dict):
@@ -51,12 +57,15 @@ class TrimmedDraftConfig(PretrainedConfig):
             text_config = AutoConfig.for_model(model_type, **text_config)
         if context_tokens and context_rows not in CONTEXT_ROWS:
             raise ValueError(f"TrimmedDraftConfig: `context_rows` must be one of {CONTEXT_ROWS}, got {context_rows!r}.")
+        if fast_path not in FAST_PATHS:
+            raise ValueError(f"TrimmedDraftConfig: `fast_path` must be one of {FAST_PATHS}, got {fast_path!r}.")
         self.text_config = text_config
         self.draft_vocab_size = draft_vocab_size
         self.context_tokens = bool(context_tokens)
         self.context_rows = context_rows if context_tokens else None
         self.base_vocab_size = base_vocab_size
         self.trimming = dict(trimming or {})
+        self.fast_path = fast_path
         kwargs.setdefault("tie_word_embeddings", False)  # the sliced head is its own parameter, never re-tied
         super().__init__(**kwargs)
 

@@ -10,6 +10,7 @@ also why it is long: the head, the context-token bookkeeping, the scatter proces
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.generation import LogitsProcessor, LogitsProcessorList
+from transformers.utils import logging
 
 from .configuration_trimmed_draft import TrimmedDraftConfig
 
@@ -35,6 +37,8 @@ DEFAULT_ASSISTANT_SETTINGS: dict[str, Any] = {
     "assistant_confidence_threshold": 0.0,
 }
 
+logger = logging.get_logger(__name__)
+
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 _INITIAL_CONTEXT_CAPACITY = 256
 
@@ -43,22 +47,32 @@ class ScatterToFullVocabLogitsProcessor(LogitsProcessor):
     """Scatters draft scores over the draft's ids into the full vocabulary V; other ids get ``-inf``.
 
     ``id_map`` is the target id of each score column (a tensor, or a callable returning the current one: with context
-    tokens the columns grow during generation). A :class:`TrimmedDraftModel` puts this processor first in its own
+    tokens the columns follow the sequence). Its first ``num_unique`` ids are distinct (``kept_ids``); later columns
+    may repeat an id (see :class:`ContextSlots`). A :class:`TrimmedDraftModel` puts this processor first in its own
     logits processors, so every other processor, the assisted-generation verifier (``q`` for speculative sampling)
     and ``output_scores`` see full-V scores in target-id space. It never touches the target's processors.
     """
 
-    def __init__(self, id_map: torch.Tensor | Callable[[], torch.Tensor], vocab_size: int) -> None:
+    def __init__(
+        self, id_map: torch.Tensor | Callable[[], torch.Tensor], vocab_size: int, num_unique: int | None = None
+    ) -> None:
         self.id_map = id_map
         self.vocab_size = vocab_size
+        self.num_unique = num_unique
 
     def __call__(self, input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
         ids = self.id_map() if callable(self.id_map) else self.id_map
-        return scatter_to_full_vocab(scores, ids, self.vocab_size)
+        return scatter_to_full_vocab(scores, ids, self.vocab_size, self.num_unique)
 
 
-def scatter_to_full_vocab(scores: torch.Tensor, id_map: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """(..., n) scores over the ids ``id_map`` -> (..., V) scores in target-id space, ``-inf`` elsewhere."""
+def scatter_to_full_vocab(
+    scores: torch.Tensor, id_map: torch.Tensor, vocab_size: int, num_unique: int | None = None
+) -> torch.Tensor:
+    """(..., n) scores over the ids ``id_map`` -> (..., V) scores in target-id space, ``-inf`` elsewhere.
+
+    The first ``num_unique`` ids (default: all) are distinct and copied; later columns may repeat an id (context
+    slots): a column's value is the largest score of its ids, so a masked (``-inf``) repeat never hides a score.
+    Static shapes, no host synchronisation."""
     width = id_map.numel()
     if scores.shape[-1] == vocab_size and width != vocab_size:
         return scores  # already in target-id space (called twice)
@@ -67,8 +81,14 @@ def scatter_to_full_vocab(scores: torch.Tensor, id_map: torch.Tensor, vocab_size
             f"scores have width {scores.shape[-1]}, expected the draft's {width} ids (or V={vocab_size}); the "
             "scatter to V belongs to the trimmed draft's own generate()."
         )
+    id_map = id_map.to(scores.device)
+    unique = width if num_unique is None else num_unique
     full = scores.new_full((*scores.shape[:-1], vocab_size), float("-inf"))
-    return full.index_copy_(-1, id_map.to(scores.device), scores)
+    full.index_copy_(-1, id_map[:unique], scores[..., :unique])
+    if unique < width:
+        repeated = scores[..., unique:]
+        full.scatter_reduce_(-1, id_map[unique:].expand(repeated.shape), repeated, reduce="amax")
+    return full
 
 
 def _check_token_ids(ids: torch.Tensor, vocab_size: int, field: str) -> None:
@@ -133,23 +153,114 @@ def _resize_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([weight, weight.new_zeros(rows - weight.shape[0], *weight.shape[1:])])
 
 
+class ContextSlots:
+    """The ids already in a sequence, by position: slot p holds the id at position p, its LM-head row (and bias) and
+    whether it is scored (not an id of ``kept_ids``, not a padding id, not a position fed as embeddings).
+
+    Filling a forward's positions gathers the rows of the ids it feeds (work in the new positions only). An id seen
+    at several positions is scored at each: the same logit, scattered to the same column, so repeats are harmless
+    and no shape depends on the data: no device-to-host synchronisation. Eager caches (a Python-int length) use the
+    first ``end`` slots, growing by doubling; a static cache (a tensor length) gets ``fixed`` slots, one per cache
+    position, all scored every step and masked beyond the current length: one shape for every decode step, which a
+    CUDA graph or ``torch.compile(fullgraph=True)`` can capture, and a crop of the cache needs nothing here.
+    """
+
+    def __init__(self, batch: int, capacity: int, like: torch.Tensor, has_bias: bool, fixed: bool = False) -> None:
+        self.fixed = fixed
+        self._alloc(batch, capacity, like.shape[-1], like.dtype, like.device, has_bias)
+        self.width = 0  # slots scored by the last forward (its logit columns after kept_ids)
+        self.scored_now: torch.Tensor | None = None  # (batch * width,) bool: columns that are not masked
+
+    def _alloc(self, batch: int, capacity: int, hidden: int, dtype: Any, device: Any, has_bias: bool) -> None:
+        self.ids = torch.zeros(batch, capacity, dtype=torch.long, device=device)
+        self.rows = torch.zeros(batch, capacity, hidden, dtype=dtype, device=device)
+        self.bias = torch.zeros(batch, capacity, dtype=dtype, device=device) if has_bias else None
+        self.scored = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.positions = torch.arange(capacity, device=device)
+
+    @property
+    def capacity(self) -> int:
+        return self.ids.shape[1]
+
+    def _grow(self, needed: int) -> None:
+        old = (self.ids, self.rows, self.bias, self.scored)
+        batch, capacity, hidden = self.rows.shape
+        self._alloc(batch, max(2 * capacity, needed), hidden, self.rows.dtype, self.rows.device, self.bias is not None)
+        for new, previous in zip((self.ids, self.rows, self.bias, self.scored), old):
+            if new is not None and previous is not None:
+                new[:, :capacity] = previous
+
+    def fill(
+        self,
+        ids: torch.Tensor | None,
+        length: int,
+        start: int | torch.Tensor,
+        source: torch.Tensor,
+        source_bias: torch.Tensor | None,
+        scorable: torch.Tensor,
+    ) -> None:
+        """Record the ``length`` positions from ``start`` (``ids`` (batch, length), or None for embeddings) and set
+        the columns of this forward. ``scorable`` (V,) is False for kept and padding ids."""
+        index: torch.Tensor | slice
+        if self.fixed:  # static shapes: positions as a tensor, every slot a column
+            index = (torch.arange(length, device=self.ids.device) + start) % self.capacity
+            end = start + length
+            self.width = self.capacity
+        else:
+            index = slice(int(start), int(start) + length)
+            end = int(start) + length
+            if end > self.capacity:
+                self._grow(end)
+            self.width = end
+        if ids is None:
+            self._write(index, torch.zeros_like(self.ids[:, :length]), None, None, scored=False)
+        else:
+            ids = ids.to(self.ids.device)
+            rows = F.embedding(ids, source).to(self.rows.device, self.rows.dtype)
+            bias = None if source_bias is None else F.embedding(ids, source_bias[:, None]).squeeze(-1)
+            self._write(index, ids, rows, bias, scored=scorable[ids])
+        scored = self.scored[:, : self.width]
+        if self.fixed:
+            scored = scored & (self.positions < end)
+        self.scored_now = scored.reshape(-1)
+
+    def _write(self, index: Any, ids: torch.Tensor, rows: Any, bias: Any, scored: Any) -> None:
+        if isinstance(index, slice):
+            self.ids[:, index] = ids
+            self.scored[:, index] = scored
+            if rows is not None:
+                self.rows[:, index] = rows
+            if bias is not None and self.bias is not None:
+                self.bias[:, index] = bias.to(self.bias.dtype)
+            return
+        self.ids.index_copy_(1, index, ids)
+        self.scored.index_copy_(1, index, scored if isinstance(scored, torch.Tensor) else torch.zeros_like(ids).bool())
+        if rows is not None:
+            self.rows.index_copy_(1, index, rows)
+        if bias is not None and self.bias is not None:
+            self.bias.index_copy_(1, index, bias.to(self.bias.dtype))
+
+    def id_map(self) -> torch.Tensor:
+        """Target id of each context column of the last forward (batch rows concatenated: their union is scored)."""
+        return self.ids[:, : self.width].reshape(-1)
+
+
 class TrimmedLMHead(nn.Linear):
-    """The sliced LM head: ``weight`` holds the k kept rows; with context tokens, rows added during generation (ids
-    already in the sequence) follow them, so the output has k + (number of context ids) columns."""
+    """The sliced LM head: ``weight`` holds the k kept rows; with context tokens, the rows of the current
+    :class:`ContextSlots` follow them, so the output has k + (number of context slots) columns."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, **kwargs: Any) -> None:
         super().__init__(in_features, out_features, bias=bias, **kwargs)
-        self.extra_weight: torch.Tensor | None = None  # (capacity, hidden), rows [0, num_extra) in use
-        self.extra_bias: torch.Tensor | None = None
-        self.num_extra = 0
+        self.slots: ContextSlots | None = None  # set by TrimmedDraftModel.forward for each forward
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         out = F.linear(hidden, self.weight, self.bias)
-        n = self.num_extra
-        if n and self.extra_weight is not None:
-            bias = None if self.extra_bias is None else self.extra_bias[:n]
-            out = torch.cat([out, F.linear(hidden, self.extra_weight[:n], bias)], dim=-1)
-        return out
+        slots = self.slots
+        if slots is None or slots.width == 0:
+            return out
+        rows = slots.rows[:, : slots.width].reshape(-1, slots.rows.shape[-1])
+        bias = None if slots.bias is None else slots.bias[:, : slots.width].reshape(-1)
+        return torch.cat([out, F.linear(hidden, rows, bias)], dim=-1)
 
 
 class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
@@ -214,6 +325,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         context_tokens: bool | None = None,
         trimming: dict[str, Any] | None = None,
         assistant_settings: dict[str, Any] | None = None,
+        fast_path: str = "auto",
     ) -> TrimmedDraftModel:
         """Build a trimmed draft from any Hugging Face causal LM draft and the target ids to keep.
 
@@ -231,6 +343,8 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
                 full head in the checkpoint (``context_head_weight``: V x hidden).
             trimming: provenance saved in ``config.trimming`` (data, coverage, latency reduction...).
             assistant_settings: overrides of :data:`DEFAULT_ASSISTANT_SETTINGS` for the draft's generation config.
+            fast_path: ``"auto"`` (CUDA-graph captured proposals over a static cache on a CUDA device, the eager path
+                elsewhere), ``"eager"`` or ``"static"``; see :class:`TrimmedDraftConfig`.
         """
         head = _check_draft(draft)
         own_vocab = int(draft.config.get_text_config().vocab_size)
@@ -280,6 +394,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             context_rows=("input_embeddings" if tied else "stored_head") if context_tokens else None,
             base_vocab_size=own_vocab if own_vocab != vocab else None,
             trimming=trimming,
+            fast_path=fast_path,
         )
         if init_empty_weights is not None:
             with init_empty_weights():
@@ -366,67 +481,46 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             weight = self.draft.get_input_embeddings().weight
         return weight, getattr(self, "context_head_bias", None)
 
-    def _context_state(self) -> dict[str, Any]:
-        """Lazily built per-device state: membership of every id (V bools) and the id map with spare capacity."""
+    def _scorable(self, device: torch.device) -> torch.Tensor:
+        """(V,) bool on ``device``: ids a context slot scores (not kept, not a padding id of a padded vocabulary)."""
+        cached = self._context.get("scorable")
+        if cached is None or cached.device != device:
+            cached = torch.ones(int(self.config.vocab_size), dtype=torch.bool, device=device)
+            cached[self.kept_ids.to(device)] = False
+            cached[int(self.config.base_vocab_size or self.config.vocab_size) :] = False
+            self._context["scorable"] = cached
+        return cached
+
+    def _fill_context(self, input_ids: torch.Tensor | None, inputs_embeds: Any, past: Any) -> ContextSlots:
+        """Record the positions this forward feeds in the context slots of its cache (see :class:`ContextSlots`)."""
+        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         head = self.draft.get_output_embeddings()
-        device, k = head.weight.device, self.kept_ids.numel()
-        state = self._context
-        if state.get("device") != device or state.get("k") != k:
-            member = torch.zeros(int(self.config.vocab_size), dtype=torch.bool, device=device)
-            member[self.kept_ids.to(device)] = True
-            limit = self.config.base_vocab_size or self.config.vocab_size
-            state.clear()
-            state.update(device=device, k=k, member=member, limit=int(limit), id_map=self.kept_ids.to(device).clone())
-            head.num_extra, head.extra_weight, head.extra_bias = 0, None, None
-        return state
-
-    def reset_context(self) -> None:
-        """Forget the context ids of the current sequence (a forward with an empty cache does this itself)."""
-        if not self._context:
-            return
-        head, state = self.draft.get_output_embeddings(), self._context
-        state["member"][state["id_map"][state["k"] : state["k"] + head.num_extra]] = False
-        head.num_extra = 0
-
-    def add_context_ids(self, ids: torch.Tensor) -> None:
-        """Score ``ids`` too from now on in this sequence (those not kept or added yet: work in the new ids only)."""
-        head, state = self.draft.get_output_embeddings(), self._context_state()
-        ids = ids.reshape(-1).to(state["device"]).unique()
-        ids = ids[(ids >= 0) & (ids < state["limit"])]
-        new = ids[~state["member"][ids]]
-        m = new.numel()
-        if m == 0:
-            return
-        k, n = state["k"], head.num_extra
         weight, bias = self._context_source()
-        if head.extra_weight is None or head.extra_weight.shape[0] < n + m:  # grow by doubling (rare copies)
-            capacity = max(_INITIAL_CONTEXT_CAPACITY, 2 * (n + m))
-            grown = head.weight.new_empty(capacity, head.weight.shape[1])
-            grown_ids = state["id_map"].new_empty(k + capacity)
-            grown_ids[: k + n] = state["id_map"][: k + n]
-            if n:
-                grown[:n] = head.extra_weight[:n]  # type: ignore[index]
-            head.extra_weight, state["id_map"] = grown, grown_ids
-            if bias is not None:
-                grown_bias = head.weight.new_empty(capacity)
-                if n:
-                    grown_bias[:n] = head.extra_bias[:n]  # type: ignore[index]
-                head.extra_bias = grown_bias
-        rows = weight.index_select(0, new.to(weight.device)).to(head.weight.device, head.weight.dtype)
-        head.extra_weight[n : n + m] = rows
-        if bias is not None and head.extra_bias is not None:
-            head.extra_bias[n : n + m] = bias.index_select(0, new.to(bias.device)).to(head.weight.device)
-        state["id_map"][k + n : k + n + m] = new
-        state["member"][new] = True
-        head.num_extra = n + m
+        fixed = bool(getattr(past, "is_compileable", False))  # a static cache: a tensor length, fixed positions
+        if fixed:
+            full = [i for i, sliding in enumerate(past.is_sliding) if not sliding]
+            start: Any = past.get_seq_length(full[0] if full else 0)
+        else:
+            start = past.get_seq_length() if hasattr(past, "get_seq_length") else 0
+        slots = getattr(past, "_vocabtrim_context_slots", None)  # the slots live and die with their cache
+        if slots is None or slots.ids.shape[0] != batch or slots.ids.device != head.weight.device:
+            capacity = max(getattr(layer, "max_cache_len", 0) for layer in past.layers) if fixed else 0
+            capacity = capacity or max(_INITIAL_CONTEXT_CAPACITY, int(start) + length)
+            slots = ContextSlots(batch, capacity, head.weight, bias is not None, fixed=fixed)
+            if past is not None:
+                past._vocabtrim_context_slots = slots
+        slots.fill(input_ids, length, start, weight, bias, self._scorable(slots.ids.device))
+        self._context["last"] = slots
+        return slots
 
     @property
     def draft_ids(self) -> torch.Tensor:
-        """Target id of each logit column: ``kept_ids``, then the context ids added in the current sequence."""
-        if not self.config.context_tokens or not self._context:
+        """Target id of each logit column of the last forward: ``kept_ids``, then its context slots (an id may repeat;
+        masked slots score ``-inf``)."""
+        slots = self._context.get("last") if self.config.context_tokens else None
+        if slots is None or slots.width == 0:
             return self.kept_ids
-        state = self._context_state()
-        return state["id_map"][: state["k"] + self.draft.get_output_embeddings().num_extra]
+        return torch.cat([self.kept_ids.to(slots.ids.device), slots.id_map()])
 
     # ----------------------------------------------------------------------------------------------- running
     def _init_weights(self, module: nn.Module) -> None:
@@ -469,7 +563,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
 
     def to_full_vocab(self, logits: torch.Tensor) -> torch.Tensor:
         """Scatter draft logits (..., len(draft_ids)) into target-id space (..., V), ``-inf`` elsewhere."""
-        return scatter_to_full_vocab(logits, self.draft_ids, self.full_vocab_size)
+        return scatter_to_full_vocab(logits, self.draft_ids, self.full_vocab_size, self.kept_ids.numel())
 
     def to_target_ids(self, draft_indices: torch.Tensor) -> torch.Tensor:
         """Map draft indices (logit columns) to target token ids."""
@@ -495,16 +589,11 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
                 "`torch.searchsorted(model.kept_ids, labels)` and compute the loss on draft indices yourself."
             )
         past: Any = cache if cache is not None else kwargs.get("past_key_values")
-        if self.config.context_tokens:
-            length = past.get_seq_length() if hasattr(past, "get_seq_length") else (len(past) if past else 0)
-            if length == 0:
-                self._context_state()
-                self.reset_context()  # a new sequence
-            if input_ids is not None:
-                self.add_context_ids(input_ids)
+        slots = self._fill_context(input_ids, inputs_embeds, past) if self.config.context_tokens else None
+        self.draft.get_output_embeddings().slots = slots
         if cache is not None:
             kwargs["cache"] = cache
-        return self.draft(
+        out = self.draft(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -513,6 +602,29 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+        if slots is not None and slots.width and slots.scored_now is not None:
+            # after the architecture's own post-processing (e.g. soft-capping, which would turn -inf finite)
+            k, logits = self.kept_ids.numel(), out.logits
+            context = logits[..., k:].masked_fill(~slots.scored_now, float("-inf"))
+            out.logits = torch.cat([logits[..., :k], context], dim=-1)
+        return out
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """transformers' ``generate()``. Called as an ``assistant_model`` with ``config.fast_path`` ``"auto"`` (on a
+        CUDA device) or ``"static"``, the proposals run over a static KV cache this draft owns, as CUDA-graph replays
+        on a GPU (``hf_vocabtrim.fast_path``, which needs the package installed); where that path does not apply
+        (batch > 1, an unsupported cache, ...), it says why once and this eager path runs."""
+        if getattr(self.config, "fast_path", "auto") != "eager":
+            try:
+                fast_path = importlib.import_module("hf_vocabtrim.fast_path")
+            except ImportError:
+                logger.warning_once(
+                    "TrimmedDraftModel: fast_path needs hf-vocabtrim installed (`pip install hf-vocabtrim`); "
+                    "running the eager path."
+                )
+            else:
+                return fast_path.generate(self, super().generate, *args, **kwargs)
+        return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(
         self,
@@ -535,7 +647,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         """The generation processors, with the scatter to V first so every other processor sees V-wide scores."""
         processors = super()._get_logits_processor(*args, **kwargs)  # type: ignore[misc]
         id_map = (lambda: self.draft_ids) if self.config.context_tokens else self.kept_ids
-        processors.insert(0, ScatterToFullVocabLogitsProcessor(id_map, self.full_vocab_size))
+        processors.insert(0, ScatterToFullVocabLogitsProcessor(id_map, self.full_vocab_size, self.kept_ids.numel()))
         return processors
 
 

@@ -21,11 +21,12 @@ def trim_draft(
     context_tokens: bool | None = None,
     trimming: dict[str, Any] | None = None,
     assistant_settings: dict[str, Any] | None = None,
+    fast_path: str = "auto",
 ) -> TrimmedDraftModel:
     """Trim ``draft`` to the first k ids of ``plan`` (default: the plan's own k); the special ids are in the plan.
 
     ``tokenizer`` and ``counts`` are checked against the plan's tokenizer hash; ``counts`` also give the coverage
-    recorded in ``config.trimming``. ``context_tokens``: see :meth:`TrimmedDraftModel.from_draft`."""
+    recorded in ``config.trimming``. ``context_tokens``, ``fast_path``: see :meth:`TrimmedDraftModel.from_draft`."""
     if tokenizer is not None and vocab_hash(tokenizer) != plan.vocab_hash:
         raise ValueError(
             f"the keep plan was made with another tokenizer (hash {plan.vocab_hash}) than the one given "
@@ -52,4 +53,5 @@ def trim_draft(
         context_tokens=context_tokens,
         trimming={**info, **(trimming or {})},
         assistant_settings=assistant_settings,
+        fast_path=fast_path,
     )

@@ -13,6 +13,8 @@ from hf_vocabtrim import TrimmedDraftConfig, TrimmedDraftModel
 from hf_vocabtrim.instrument import record_assisted
 from hf_vocabtrim.tiny import TINY_CONFIGS, build_tiny_tokenizer, demo_chats, tiny_causal_lm
 
+from .helpers import PATHS, use_path
+
 ARCHS = sorted(TINY_CONFIGS)
 
 
@@ -37,9 +39,10 @@ def _round_prefixes(stats, prompt_length: int) -> list[int]:
     return lengths
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("context", [False, True], ids=["static", "context"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_greedy_assisted_equals_target_and_drafts_stay_in_scored_set(arch, context, tiny_tokenizer):
+def test_greedy_assisted_equals_target_and_drafts_stay_in_scored_set(arch, context, path, tiny_tokenizer):
     vocab = len(tiny_tokenizer)
     eos = tiny_tokenizer.eos_token_id
     target = tiny_causal_lm(arch, vocab, seed=0, eos_token_id=eos)
@@ -61,6 +64,7 @@ def test_greedy_assisted_equals_target_and_drafts_stay_in_scored_set(arch, conte
     )
     trimmed = TrimmedDraftModel.from_draft(draft, keep, tokenizer=tiny_tokenizer, target=target, context_tokens=context)
     assert trimmed.config.context_tokens == context
+    use_path(trimmed, path)
     kept = set(trimmed.kept_ids.tolist())
     emitted_outside = accepted = outside_kept = 0
     for kwargs, reference in cases:
@@ -116,8 +120,11 @@ def test_draft_scores_are_base_logits_on_scored_ids_and_minus_inf_elsewhere(arch
         with torch.no_grad():
             own = trimmed(x).logits  # a forward without cache starts a sequence: its ids are scored (context)
         scored = set(trimmed.kept_ids.tolist()) | (set(x[0].tolist()) if context else set())
-        assert own.shape[-1] == len(scored) < vocab and set(trimmed.draft_ids.tolist()) == scored
-        torch.testing.assert_close(own, base[..., trimmed.draft_ids])  # softcapping etc. applied as in the base
+        ids = trimmed.draft_ids  # kept_ids, then one context slot per position (repeats and kept ids masked)
+        live = torch.isfinite(own[0, -1])
+        assert own.shape[-1] == ids.numel() and set(ids[live].tolist()) == scored and len(scored) < vocab
+        assert torch.isneginf(own[..., ~live]).all() and (ids.numel() > live.sum()) == context
+        torch.testing.assert_close(own[..., live], base[..., ids[live]])  # softcapping etc. applied as in the base
         full = trimmed.to_full_vocab(own)
         outside = torch.ones(vocab, dtype=torch.bool)
         outside[sorted(scored)] = False
@@ -171,8 +178,9 @@ def test_padded_target_vocabulary(tiny_tokenizer):
             kwargs = {"input_ids": prompt, "attention_mask": torch.ones_like(prompt), "max_new_tokens": 20}
             reference = target.generate(**kwargs, do_sample=False)
             assert torch.equal(target.generate(**kwargs, do_sample=False, assistant_model=trimmed), reference)
-        trimmed.add_context_ids(torch.tensor([vocab + 3]))  # a padding id: never scored
-        assert int(trimmed.draft_ids.max()) < vocab
+        with torch.no_grad():  # a padding id in the sequence is never scored
+            full = trimmed.to_full_vocab(trimmed(torch.tensor([[5, vocab + 3, 7]])).logits)
+        assert torch.isneginf(full[..., vocab:]).all() and torch.isfinite(full[0, -1, 7]) == context
     big = build_tiny_tokenizer(vocab_size=vocab + 40)
     with pytest.raises(ValueError, match="tokenizer/vocabulary mismatch"):
         TrimmedDraftModel.from_draft(draft, [4, 5], tokenizer=big, target=target)
@@ -193,7 +201,10 @@ def test_untied_draft_with_context_tokens_stores_the_full_head(tiny_tokenizer, t
     assert loaded.config.context_tokens and torch.equal(loaded.context_head_weight, trimmed.context_head_weight)
     x = _prompts(tiny_tokenizer, 1)[0]
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x).logits, draft(x).logits[..., loaded.draft_ids])
+        own, base = loaded(x).logits, draft(x).logits
+    live = torch.isfinite(own[0, -1])
+    torch.testing.assert_close(own[..., live], base[..., loaded.draft_ids[live]])
+    assert set(loaded.draft_ids[live].tolist()) == set(loaded.kept_ids.tolist()) | set(x[0].tolist())
 
 
 def test_special_tokens_always_kept_and_head_untied(tiny_tokenizer):

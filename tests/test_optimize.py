@@ -348,8 +348,10 @@ def test_cli_trim_keeps_the_checkpoint_dtype_and_pads_to_the_target(tiny_tokeniz
         == 0
     )
     args = ["trim", "--draft", str(tmp_path / "draft"), "--counts", str(tmp_path / "c.json"), "--k", "64"]
-    assert main([*args, "--target", str(tmp_path / "target"), "--no-context-tokens", "--out", str(tmp_path / "t")]) == 0
+    extra = ["--no-context-tokens", "--fast-path", "static"]
+    assert main([*args, "--target", str(tmp_path / "target"), *extra, "--out", str(tmp_path / "t")]) == 0
     trimmed = AutoModelForCausalLM.from_pretrained(tmp_path / "t", dtype="auto")
+    assert trimmed.config.fast_path == "static"
     assert trimmed.dtype == torch.bfloat16  # not upcast to float32
     assert trimmed.config.vocab_size == vocab + 64 and not trimmed.config.context_tokens
     assert trimmed.config.trimming["base_model"] == "draft"  # the folder's name, not this machine's path

@@ -15,6 +15,8 @@ from transformers.generation.candidate_generator import AssistedCandidateGenerat
 from hf_vocabtrim import TrimmedDraftModel
 from hf_vocabtrim.tiny import tiny_causal_lm
 
+from .helpers import PATHS, use_path
+
 V, N = 12, 700
 
 
@@ -55,7 +57,7 @@ def _sample_counts(target, draft, prompt: torch.Tensor, seed: int) -> tuple[torc
     return first, second
 
 
-def _setup(context: bool):
+def _setup(context: bool, path: str = "eager"):
     target = tiny_causal_lm("llama", V, seed=0, eos_token_id=None, initializer_range=0.3)
     draft = tiny_causal_lm("llama", V, seed=5, eos_token_id=None, initializer_range=0.3)
     trimmed = TrimmedDraftModel.from_draft(
@@ -65,14 +67,19 @@ def _setup(context: bool):
         context_tokens=context,  # with context: the prompt's 2, 5, 6 and sampled ids are scored too
         assistant_settings={"num_assistant_tokens": 2},
     )
+    use_path(trimmed, path)
     prompt = torch.tensor([[2, 5, 6]])
     p1, p2 = _exact_marginals(target, prompt)
     return target, trimmed, prompt, p1, p2
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["static", "context"])
+@pytest.fixture(
+    scope="module",
+    params=[(context, path) for context in (False, True) for path in PATHS],
+    ids=[f"{'context' if context else 'static'}-{path}" for context in (False, True) for path in PATHS],
+)
 def setup(request):
-    return _setup(request.param)
+    return _setup(*request.param)
 
 
 @pytest.mark.slow
