@@ -103,8 +103,12 @@ def build_plans(args, tokenizer, target, draft, costs, out) -> dict[str, dict[st
     code = [{"messages": humaneval_chat(p)} for p in problems[: len(problems) // 2]]
     half = len(code) // 2
     calibration = {"code": (code[:half], code[half:]), "general": (general[:600], general[600:])}
+    needed = {"code"} if "humaneval" in args.sets or args.out_of_domain else set()
+    needed |= {"general"} if "spec_bench" in args.sets else set()
     plans = {}
     for name, (counted, held) in calibration.items():
+        if name not in needed:
+            continue
         counts = count_tokens(tokenizer, counted, source=f"{name} calibration", progress=False)
         heldout = count_tokens(tokenizer, held, source=f"{name} held-out", progress=False)
         common = {"generation_config": draft.generation_config, "heldout": heldout, "coverage_basis": "heldout"}
@@ -168,6 +172,13 @@ def main() -> None:
         default=True,
         help="also run the code kept set on Spec-Bench (slowest configuration)",
     )
+    parser.add_argument(
+        "--sets",
+        nargs="+",
+        default=["humaneval", "spec_bench"],
+        choices=["humaneval", "spec_bench"],
+        help="prompt sets to run",
+    )
     parser.add_argument("--costs", default=None, help="cost model JSON to reuse (default: measure it here)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="results/spec_decode")
@@ -228,30 +239,28 @@ def main() -> None:
     def trimmed(name: str, k: int, context: bool) -> TrimmedDraftModel:
         return trim_draft(draft, plans[name]["plan"], k, context_tokens=context, assistant_settings=settings).eval()
 
-    specs: dict[str, dict[str, tuple[str | None, int | None, bool]]] = {
-        "humaneval": {
-            "target": (None, None, False),
-            "untrimmed": (None, vocab, False),
-            f"code_static_k{plans['code']['utility_k']}": ("code", plans["code"]["utility_k"], False),
-            f"code_context_k{plans['code']['speedup_context_k']}": ("code", plans["code"]["speedup_context_k"], True),
-        },
-        "spec_bench": {
-            "target": (None, None, False),
-            "untrimmed": (None, vocab, False),
-            f"general_static_k{plans['general']['utility_k']}": ("general", plans["general"]["utility_k"], False),
-            f"general_context_k{plans['general']['speedup_context_k']}": (
-                "general",
-                plans["general"]["speedup_context_k"],
-                True,
-            ),
-        },
+    def configs(name: str) -> dict[str, tuple[str | None, int | None, bool]]:
+        utility, context_k = plans[name]["utility_k"], plans[name]["speedup_context_k"]
+        return {
+            f"{name}_static_k{utility}": (name, utility, False),
+            f"{name}_context_k{context_k}": (name, context_k, True),
+        }
+
+    baselines: dict[str, tuple[str | None, int | None, bool]] = {
+        "target": (None, None, False),
+        "untrimmed": (None, vocab, False),
     }
-    if args.out_of_domain:  # the in-domain code pick on general prompts
-        specs["spec_bench"][f"code_context_k{plans['code']['speedup_context_k']}"] = (
-            "code",
-            plans["code"]["speedup_context_k"],
-            True,
-        )
+    specs: dict[str, dict[str, tuple[str | None, int | None, bool]]] = {}
+    if "humaneval" in args.sets:
+        specs["humaneval"] = {**baselines, **configs("code")}
+    if "spec_bench" in args.sets:
+        specs["spec_bench"] = {**baselines, **configs("general")}
+        if args.out_of_domain:  # the in-domain code pick on general prompts
+            specs["spec_bench"][f"code_context_k{plans['code']['speedup_context_k']}"] = (
+                "code",
+                plans["code"]["speedup_context_k"],
+                True,
+            )
     models: dict[tuple, Any] = {}
     for configs in specs.values():
         for name, k, context in configs.values():
@@ -264,6 +273,7 @@ def main() -> None:
         "humaneval": [humaneval_chat(p)[:1] for p in problems[start : start + args.prompts]],
         "spec_bench": spec_bench(args.prompts),
     }
+    prompt_sets = {name: prompts for name, prompts in prompt_sets.items() if name in specs}
     ranks = {name: keep_ranks(entry["plan"].order) for name, entry in plans.items()}
 
     warm = tokenizer("def f(x):", return_tensors="pt")
