@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .configuration_trimmed_draft import FAST_PATHS
 from .loaders import DTYPES, load_causal_lm, load_draft_config, load_generation_config, load_tokenizer
@@ -108,11 +108,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             raise ValueError("the acceptance curve was made with another tokenizer than these counts.")
         costs = CostModel.from_dict(json.loads(Path(args.costs).read_text()))
         objective = Speedup(AcceptanceCurve.from_dict(acceptance), costs, context_tokens=args.context_tokens)
+    generation_config = load_generation_config(args.draft_config)
+    guard = _guard(args, counts, draft_config, generation_config)
     result = plan(
         counts,
         draft_config,
         objective=objective,
-        generation_config=load_generation_config(args.draft_config),
+        generation_config=generation_config,
+        guard=guard,
         coverage_basis=args.objective_coverage,
         heldout=heldout,
         min_coverage=args.min_coverage,
@@ -127,6 +130,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     summary = write_report(result, args.out, draft_config, alpha=args.alpha)
     keys = (
         "k",
+        "decided_by",
+        "guard",
         "coverage",
         "coverage_basis",
         "heldout_coverage",
@@ -140,19 +145,66 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         "objectives",
     )
     print(json.dumps({key: summary[key] for key in keys if key in summary}, indent=1))
+    if summary["decided_by"] == "guard":
+        g = summary["guard"]
+        print(
+            f"the guard ({g['source']}), not the objective, set k={summary['k']:,}: without it k would be "
+            f"{g['k_without_guard']:,}, where its {g['what']} is {g['value_without_guard']:.3f} < {g['floor']:.3f}"
+        )
     print(f"wrote {args.out}/summary.json, trials.json, pareto.json, trim_report.png, keep_plan.safetensors")
     return 0
+
+
+def _guard(args: argparse.Namespace, counts: Any, draft_config: Any, generation_config: Any) -> Any:
+    """The guard of ``optimize``: tau on the guard chats (an acceptance file, or measured here with --target and
+    --draft), or their coverage from counts alone; None without --guard-data / --guard-acceptance."""
+    from .acceptance import AcceptanceCurve, measure_acceptance
+    from .data import public_name
+    from .keep_plan import KeepPlan
+    from .planning import Guard
+
+    if not (args.guard_data or args.guard_acceptance):
+        if args.target or args.draft:
+            raise ValueError("--target/--draft measure tau on --guard-data: pass --guard-data too.")
+        return None
+    source = public_name(args.guard_data or args.guard_acceptance)
+    common = {"source": source, "max_loss": args.max_guard_loss, "context_tokens": bool(args.context_tokens)}
+    if args.guard_acceptance:
+        data = json.loads(Path(args.guard_acceptance).read_text())
+        if data.get("vocab_hash") not in (None, counts.vocab_hash):
+            raise ValueError("the guard's acceptance curve was made with another tokenizer than these counts.")
+        return Guard(acceptance=AcceptanceCurve.from_dict(data), **common)
+    if not args.tokenizer and not args.draft:
+        raise ValueError("--guard-data needs --tokenizer (or --draft) to read the chats with the counts' tokenizer.")
+    tokenizer = load_tokenizer(args.tokenizer or args.draft)
+    counts.check_tokenizer(tokenizer)
+    if bool(args.target) != bool(args.draft):
+        raise ValueError("measuring tau on --guard-data needs both --target and --draft.")
+    if not args.target:  # no acceptance pass: the coverage guard, from counts alone
+        return Guard(counts=_count(args, args.guard_data, tokenizer), **common)
+    keep = KeepPlan.from_counts(counts, draft_config, generation_config)
+    target = load_causal_lm(args.target, None, args.dtype)
+    draft = load_causal_lm(args.draft, None, args.dtype)
+    rows = _load_rows(args, args.guard_data)
+    measured = measure_acceptance(target, draft, tokenizer, rows, keep, context=bool(args.context_tokens))
+    return Guard(acceptance=AcceptanceCurve.from_dict(measured), **common)
 
 
 def cmd_trim(args: argparse.Namespace) -> int:
     from .counts import TokenCounts
     from .hub import public_name
+    from .keep_plan import check_k
     from .trimming import trim_draft
 
     tokenizer = load_tokenizer(args.tokenizer or args.draft, args.gguf_file)
-    draft = load_causal_lm(args.draft, args.gguf_file, args.dtype)
     target = load_draft_config(args.target) if args.target else None
-    keep = _plan_for(args, draft.config.get_text_config(decoder=True), draft.generation_config)
+    draft_source = args.draft if not args.gguf_file else None  # a GGUF file holds its config with its weights
+    if draft_source is not None:  # the plan and --k are checked before any weights load
+        keep = _plan_for(args, load_draft_config(draft_source), load_generation_config(draft_source))
+        check_k(keep.k if args.k is None else args.k, keep.num_forced, keep.vocab_size)
+    draft = load_causal_lm(args.draft, args.gguf_file, args.dtype)
+    if draft_source is None:
+        keep = _plan_for(args, draft.config.get_text_config(decoder=True), draft.generation_config)
     counts = TokenCounts.load(args.counts) if args.counts else None
     model = trim_draft(
         draft,
@@ -317,16 +369,21 @@ def _add_data_args(parser: argparse.ArgumentParser, flag: str = "--data", requir
         choices=["auto", "messages", "sharegpt", "pairs", "text"],
         help="layout of the rows (auto: from the column names)",
     )
-    for name, default in (
-        ("messages", "messages"),
-        ("conversations", "conversations"),
-        ("prompt", "prompt"),
-        ("response", "response"),
-        ("system", None),
-        ("text", "text"),
+    for name, default, what in (
+        ("messages", "messages", "OpenAI-style messages (role/content)"),
+        ("conversations", "conversations", "ShareGPT conversations (from/value)"),
+        ("prompt", "prompt", "the prompt of prompt/response rows"),
+        ("response", "response", "the response of prompt/response rows"),
+        ("system", None, "an optional system prompt of prompt/response rows"),
+        ("text", "text", "plain text (--format text)"),
     ):
-        parser.add_argument(f"--{name}-column", default=default)
-    parser.add_argument("--max-examples", type=int, default=None, help="use only the first N rows")
+        parser.add_argument(f"--{name}-column", default=default, help=f"column with {what}")
+    parser.add_argument("--max-examples", type=POSITIVE, default=None, help="use only the first N rows")
+
+
+def _add_batch_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=POSITIVE, default=256, help="chats rendered and tokenised per batch")
+    parser.add_argument("--num-proc", type=POSITIVE, default=1, help="worker processes for counting")
 
 
 def _add_plan_args(parser: argparse.ArgumentParser) -> None:
@@ -339,29 +396,79 @@ def _context_flag(parser: argparse.ArgumentParser, default: bool | None, help: s
     parser.add_argument("--context-tokens", action=argparse.BooleanOptionalAction, default=default, help=help)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vocabtrim", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """Trim a draft model's vocabulary for faster speculative decoding with Hugging Face generate().
 
-    p = sub.add_parser("count", help="count assistant tokens of chat data with a tokenizer's chat template")
+The usual flow: `count` the assistant tokens of chat data like your traffic, `optimize` the kept vocabulary size k
+(coverage floor, optional guard data, Optuna TPE), `trim` the draft; then use it as
+`target.generate(..., assistant_model=draft)`. `profile` and `acceptance` measure what the speedup objective needs,
+`eagle3` trims EAGLE-3 heads for vLLM / SGLang, `check` lints such checkpoints, `export` / `import` convert kept sets,
+and `demo` runs everything offline on tiny models."""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows each flag's default and keeps the description's line breaks."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line naming the problem (the usage is in --help), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _ranged(kind: type, low: float | None = None, high: float | None = None, open_high: bool = False) -> Any:
+    """An argparse type: ``kind`` within [low, high] (``high`` excluded with ``open_high``), else a parser error
+    that gives the allowed range."""
+    upper = "" if high is None else f", {high}{')' if open_high else ']'}"
+    allowed = f"[{low}{upper}" if upper else f">= {low}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        too_high = high is not None and (value >= high if open_high else value > high)
+        if (low is not None and value < low) or too_high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: allowed {allowed}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+FRACTION = _ranged(float, 0.0, 1.0)
+LOSS = _ranged(float, 0.0, 1.0, open_high=True)
+POSITIVE = _ranged(int, 1)
+NON_NEGATIVE = _ranged(int, 0)
+
+
+def _command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows its purpose and every flag's default."""
+    return sub.add_parser(name, help=help, description=help, formatter_class=_Formatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vocabtrim", description=DESCRIPTION, formatter_class=_Formatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(sub, "count", help="count assistant tokens of chat data with a tokenizer's chat template")
     _add_data_args(p)
     p.add_argument("--tokenizer", required=True, help="tokenizer folder or Hub id")
     p.add_argument("--gguf-file", default=None, help="read the tokenizer from this GGUF file in --tokenizer")
     p.add_argument("--out", required=True, help="counts file (.json or .safetensors)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--num-proc", type=int, default=1, help="worker processes")
+    _add_batch_args(p)
     p.set_defaults(func=cmd_count)
 
-    p = sub.add_parser("optimize", help="choose k: max U(k) (or predicted speedup) s.t. C(k) >= c_min with TPE")
+    p = _command(sub, "optimize", help="choose k: max U(k) (or predicted speedup) s.t. C(k) >= c_min with TPE")
     p.add_argument("--counts", required=True, help="counts file from `vocabtrim count`")
     p.add_argument("--draft-config", required=True, help="draft folder, Hub id or config.json")
-    p.add_argument("--min-coverage", type=float, default=0.9, help="coverage floor c_min")
-    p.add_argument("--alpha", type=float, default=0.5, help="weight of coverage in U(k)")
-    p.add_argument("--trials", type=int, default=50, help="TPE trials")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k-min", type=int, default=None)
-    p.add_argument("--k-max", type=int, default=None)
-    p.add_argument("--context-length", type=int, default=1024, help="context length for attention FLOPs")
+    p.add_argument("--min-coverage", type=FRACTION, default=0.9, help="coverage floor c_min, in [0, 1]")
+    p.add_argument("--alpha", type=FRACTION, default=0.5, help="weight of coverage in U(k), in [0, 1]")
+    p.add_argument("--trials", type=POSITIVE, default=50, help="TPE trials")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="TPE sampler seed")
+    p.add_argument("--k-min", type=POSITIVE, default=None, help="smallest k tried (default: the special ids, >= 256)")
+    p.add_argument("--k-max", type=POSITIVE, default=None, help="largest k tried (default: V)")
+    p.add_argument("--context-length", type=POSITIVE, default=1024, help="context length for attention FLOPs")
     p.add_argument("--latency-fit", default=None, help="latency fit JSON from `vocabtrim profile` instead of FLOPs")
     p.add_argument(
         "--objective",
@@ -380,22 +487,33 @@ def build_parser() -> argparse.ArgumentParser:
     _context_flag(p, False, "speedup objective: the draft also scores the ids already in the sequence")
     p.add_argument("--eval-counts", default=None, help="held-out counts file for out-of-domain coverage")
     _add_data_args(p, "--eval-data", required=False)
-    p.add_argument("--tokenizer", default=None, help="tokenizer for --eval-data")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--num-proc", type=int, default=1)
+    p.add_argument("--tokenizer", default=None, help="tokenizer for --eval-data and --guard-data")
+    p.add_argument(
+        "--guard-data",
+        default=None,
+        help="chats the kept set must also hold on (e.g. the general part of your traffic): with --guard-acceptance "
+        "or --target/--draft, tau there stays within --max-guard-loss of the untrimmed draft's; otherwise their "
+        "coverage stays >= 1 - --max-guard-loss",
+    )
+    p.add_argument("--guard-acceptance", default=None, help="acceptance JSON measured on the guard chats")
+    p.add_argument("--max-guard-loss", type=LOSS, default=0.03, help="largest relative tau (or coverage) loss, [0, 1)")
+    p.add_argument("--target", default=None, help="target model: measure tau on --guard-data here")
+    p.add_argument("--draft", default=None, help="draft model: measure tau on --guard-data here")
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="dtype of --target/--draft")
+    _add_batch_args(p)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_optimize)
 
-    p = sub.add_parser("trim", help="write a TrimmedDraftModel folder from a draft and a keep plan (or counts + k)")
+    p = _command(sub, "trim", help="write a TrimmedDraftModel folder from a draft and a keep plan (or counts + k)")
     p.add_argument("--draft", required=True, help="draft folder or Hub id")
     p.add_argument("--gguf-file", default=None, help="GGUF file inside --draft")
     p.add_argument("--tokenizer", default=None, help="tokenizer (default: the draft's)")
     p.add_argument("--target", default=None, help="target (only its config is read: a padded vocabulary V)")
     _add_plan_args(p)
-    p.add_argument("--k", type=int, default=None, help="kept vocabulary size (default: the plan's)")
+    p.add_argument("--k", type=POSITIVE, default=None, help="kept vocabulary size (default: the plan's)")
     _context_flag(p, None, "score the ids already in the sequence too (default: on for tied-embedding drafts)")
     p.add_argument("--dtype", default="auto", choices=DTYPES, help="default: the checkpoint's dtype")
-    p.add_argument("--num-assistant-tokens", type=int, default=5, help="draft tokens per round")
+    p.add_argument("--num-assistant-tokens", type=POSITIVE, default=5, help="draft tokens per round")
     p.add_argument(
         "--fast-path",
         default="auto",
@@ -406,66 +524,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output model folder")
     p.set_defaults(func=cmd_trim)
 
-    p = sub.add_parser("profile", help="time the draft step vs k (fit a + b*k), or assisted rounds (--assisted)")
-    p.add_argument("--draft", required=True)
-    p.add_argument("--gguf-file", default=None)
+    p = _command(sub, "profile", help="time the draft step vs k (fit a + b*k), or assisted rounds (--assisted)")
+    p.add_argument("--draft", required=True, help="draft folder or Hub id")
+    p.add_argument("--gguf-file", default=None, help="GGUF file inside --draft")
     p.add_argument("--target", default=None, help="target model (with --assisted)")
     p.add_argument("--assisted", action="store_true", help="measure the cost model inside real generate() calls")
-    p.add_argument("--gamma", type=int, default=5, help="draft tokens per round (--assisted)")
-    p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per timed call (--assisted)")
-    p.add_argument("--repeats", type=int, default=2, help="timed calls per configuration, rotated (--assisted)")
-    p.add_argument("--contexts", nargs=2, type=int, default=[64, 512], help="the two prompt lengths timed (--assisted)")
-    p.add_argument("--dtype", default="auto", choices=DTYPES)
+    p.add_argument("--gamma", type=POSITIVE, default=5, help="draft tokens per round (--assisted)")
+    p.add_argument("--new-tokens", type=POSITIVE, default=32, help="tokens generated per timed call (--assisted)")
+    p.add_argument("--repeats", type=POSITIVE, default=2, help="timed calls per configuration, rotated (--assisted)")
+    p.add_argument(
+        "--contexts", nargs=2, type=POSITIVE, default=[64, 512], help="the two prompt lengths timed (--assisted)"
+    )
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="model dtype (auto: the checkpoint's)")
     p.add_argument("--device", default=None, help="device_map for the models, e.g. cuda")
     p.add_argument(
         "--ks",
         nargs="+",
-        type=int,
+        type=POSITIVE,
         default=None,
         help="k values (default 1024..65536; --assisted: 8192 65536, or V/8 and V/2 for a smaller V)",
     )
-    p.add_argument("--prompt", type=int, default=64, help="prompt tokens")
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--prompt", type=POSITIVE, default=64, help="prompt tokens")
+    p.add_argument("--steps", type=POSITIVE, default=8, help="decode steps per timed round")
+    p.add_argument("--rounds", type=POSITIVE, default=5, help="interleaved timing rounds (median)")
+    p.add_argument("--threads", type=POSITIVE, default=None, help="torch threads (default: torch's)")
     p.add_argument("--out", required=True, help="latency fit / cost model JSON")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser(
-        "acceptance", help="exact greedy tau(k), static and with context ids, from one teacher-forced pass"
+    p = _command(
+        sub, "acceptance", help="exact greedy tau(k), static and with context ids, from one teacher-forced pass"
     )
-    p.add_argument("--target", required=True)
-    p.add_argument("--draft", required=True)
-    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--target", required=True, help="target folder or Hub id")
+    p.add_argument("--draft", required=True, help="draft folder or Hub id")
+    p.add_argument("--tokenizer", default=None, help="tokenizer (default: the draft's)")
     _add_data_args(p)
     _add_plan_args(p)
-    p.add_argument("--ks", nargs="+", type=int, default=None, help="k grid (default: log-spaced)")
-    p.add_argument("--gamma", type=int, default=5, help="draft tokens per round")
-    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--ks", nargs="+", type=POSITIVE, default=None, help="k grid (default: 24 log-spaced values)")
+    p.add_argument("--gamma", type=POSITIVE, default=5, help="draft tokens per round")
+    p.add_argument("--max-length", type=POSITIVE, default=1024, help="tokens per chat (longer ones are cut)")
     _context_flag(p, True, "also measure tau with the ids already in the sequence scored")
-    p.add_argument("--dtype", default="auto", choices=DTYPES)
-    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="model dtype (auto: the checkpoint's)")
+    p.add_argument("--out", required=True, help="acceptance JSON")
     p.set_defaults(func=cmd_acceptance, max_examples=64)
 
-    p = sub.add_parser("export", help="write a trimmed draft's kept set for SGLang, EAGLE-3 (vLLM) or FR-Spec")
+    p = _command(sub, "export", help="write a trimmed draft's kept set for SGLang, EAGLE-3 (vLLM) or FR-Spec")
     p.add_argument("--model", required=True, help="trimmed draft folder")
-    p.add_argument("--format", required=True, choices=["sglang", "eagle3", "frspec"])
+    p.add_argument("--format", required=True, choices=["sglang", "eagle3", "frspec"], help="engine file format")
     p.add_argument("--plan", default=None, help="keep plan: orders FR-Spec's list most frequent first")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output file")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="build a trimmed draft from an engine's token map")
-    p.add_argument("--draft", required=True)
-    p.add_argument("--gguf-file", default=None)
-    p.add_argument("--token-map", required=True)
-    p.add_argument("--format", required=True, choices=["sglang", "eagle3", "frspec"])
+    p = _command(sub, "import", help="build a trimmed draft from an engine's token map")
+    p.add_argument("--draft", required=True, help="base draft folder or Hub id")
+    p.add_argument("--gguf-file", default=None, help="GGUF file inside --draft")
+    p.add_argument("--token-map", required=True, help="the engine's token map file")
+    p.add_argument("--format", required=True, choices=["sglang", "eagle3", "frspec"], help="token map format")
     p.add_argument("--exact", action="store_true", help="keep exactly the map's ids (no added special tokens)")
     _context_flag(p, None, "score the ids already in the sequence too (default: on for tied-embedding drafts)")
-    p.add_argument("--dtype", default="auto", choices=DTYPES)
-    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="model dtype (auto: the checkpoint's)")
+    p.add_argument("--out", required=True, help="output model folder")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("demo", help="offline end-to-end demo on tiny embedded models and data")
+    p = _command(sub, "demo", help="offline end-to-end demo on tiny embedded models and data")
     p.add_argument("--out", default="vocabtrim_demo", help="output folder")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .counts import TokenCounts, vocab_hash
+from .data import public_name
 from .masking import overlap_mask, render_batch_with_spans
 from .specials import special_token_ids
 
@@ -169,12 +170,12 @@ def count_tokens(
     if num_tokens == 0:
         what = "assistant turns" if mode == "assistant" else "text"
         raise ValueError(
-            f"no tokens counted: none of the {num_rows} conversations has {what}"
+            f"no tokens counted{f' in {source}' if source else ''}: none of the {num_rows} conversations has {what}"
             + (f" that can be located ({num_skipped} skipped)." if num_skipped else ".")
         )
     return TokenCounts(
         counts=total,
-        tokenizer_name=str(getattr(tokenizer, "name_or_path", "")),
+        tokenizer_name=public_name(str(getattr(tokenizer, "name_or_path", ""))),  # a Hub id or a folder's name
         vocab_size=vocab_size,
         vocab_hash=vocab_hash(tokenizer),
         num_conversations=num_rows,

@@ -9,6 +9,7 @@ e.g. ``tool_calls``, as JSON), so the chat template renders the conversation as 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,27 @@ def _to_messages(example: Mapping[str, Any], fmt: str, columns: ChatColumns) -> 
     return messages
 
 
+def is_hub_id(name: str | None) -> bool:
+    """Whether ``name`` names a Hub repository (``owner/name``), not a local path."""
+    from huggingface_hub.utils import HFValidationError
+    from huggingface_hub.utils import validate_repo_id as _validate
+
+    if not name or os.path.isabs(name) or os.path.exists(name) or name.startswith((".", "~")) or name.count("/") > 1:
+        return False
+    try:
+        _validate(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def public_name(source: str | None) -> str:
+    """A name safe to publish for a data source or model: a Hub id as it is, a local path by its file name only."""
+    if not source:
+        return ""
+    return source if is_hub_id(source) else os.path.basename(os.path.normpath(source))
+
+
 def _load_file_or_hub(source: str | Path, split: str, streaming: bool, data_config: str | None) -> Any:
     path = Path(source).expanduser()
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
@@ -120,6 +142,8 @@ def _load_file_or_hub(source: str | Path, split: str, streaming: bool, data_conf
     looks_local = builder is not None or str(source).startswith(("/", "./", "../", "~"))
     if looks_local and not path.exists():
         raise ValueError(f"data file {source} does not exist (a local path; Hub datasets are named `owner/name`).")
+    if path.is_file() and path.stat().st_size < 65536 and not path.read_bytes().strip():  # blank: nothing to read
+        raise ValueError(f"data file {source} is empty: no rows to read.")
     try:
         if path.is_file() and builder is not None:
             return datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
@@ -129,6 +153,8 @@ def _load_file_or_hub(source: str | Path, split: str, streaming: bool, data_conf
     except datasets.exceptions.DatasetGenerationError as err:  # e.g. a malformed JSON line
         cause = err.__cause__ or err
         raise ValueError(f"cannot read {source}: {type(cause).__name__}: {cause}") from None
+    except StopIteration:  # the readers' way of saying "no rows"
+        raise ValueError(f"data file {source} has no rows to read.") from None
 
 
 def load_chats(

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from .data import is_hub_id, public_name
 
 CODE_FILES = ("modeling_trimmed_draft.py", "configuration_trimmed_draft.py", "specials.py")
 
@@ -62,27 +63,6 @@ threshold).
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
-
-
-def is_hub_id(name: str | None) -> bool:
-    """Whether ``name`` names a Hub repository (``owner/name``), not a local path."""
-    from huggingface_hub.utils import HFValidationError
-    from huggingface_hub.utils import validate_repo_id as _validate
-
-    if not name or os.path.isabs(name) or os.path.exists(name) or name.startswith((".", "~")) or name.count("/") > 1:
-        return False
-    try:
-        _validate(name)
-    except HFValidationError:
-        return False
-    return True
-
-
-def public_name(source: str | None) -> str:
-    """A name safe to publish for a data source or model: a Hub id as it is, a local path by its file name only."""
-    if not source:
-        return ""
-    return source if is_hub_id(source) else os.path.basename(os.path.normpath(source))
 
 
 def model_card(

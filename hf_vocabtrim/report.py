@@ -77,6 +77,21 @@ def summarize(plan: Plan, draft_config: Any, alpha: float) -> dict[str, Any]:
             name: _choice_row(plan, c) for name, c in {choice.objective_name: choice, **plan.others}.items()
         },
     }
+    guard = plan.guard
+    if guard is not None and choice.guard is not None and choice.k_without_guard is not None:
+        curve = choice.guard.values
+        summary["guard"] = {
+            "kind": guard.kind,
+            "source": guard.source,
+            "max_loss": guard.max_loss,
+            "floor": choice.guard.floor,
+            "what": choice.guard.label,
+            "value": float(curve[choice.k]),
+            "k_without_guard": choice.k_without_guard,
+            "value_without_guard": float(curve[choice.k_without_guard]),
+            "decided_by_guard": choice.decided_by_guard,
+        }
+    summary["decided_by"] = "guard" if choice.decided_by_guard else "objective"
     if isinstance(plan.objective, Speedup):
         values = plan.objective_values
         untrimmed = plan.objective.untrimmed()
@@ -102,6 +117,12 @@ def summarize(plan: Plan, draft_config: Any, alpha: float) -> dict[str, Any]:
             else "trimming does not pay here: the best k is the full vocabulary (predicted "
             f"{best / untrimmed - 1.0:+.1%} over the untrimmed draft); keep the untrimmed draft"
         )
+        if choice.decided_by_guard:
+            summary["advice"] += (
+                f"; the guard ({summary['guard']['source']}) set k: without it k would be "
+                f"{choice.k_without_guard:,}, where its {choice.guard.label if choice.guard else 'value'} is "
+                f"{summary['guard']['value_without_guard']:.3f} < {summary['guard']['floor']:.3f}"
+            )
         if max(best, untrimmed) < 1.0:
             summary["advice"] += (
                 f"; note: assisted generation itself is predicted slower than the target alone here "

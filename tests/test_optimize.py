@@ -197,23 +197,12 @@ def test_cli_count_optimize_trim(tiny_tokenizer, tmp_path):
     assert trimmed.config.trimming["coverage"] == pytest.approx(summary["coverage"], abs=1e-12)
     assert trimmed.config.trimming["plan_fingerprint"] == summary["plan_fingerprint"]
     assert trimmed.config.context_tokens  # qwen2 ties its embeddings: context tokens on by default
-    # failures exit non-zero with a message
-    assert (
-        main(
-            [
-                "optimize",
-                "--counts",
-                str(tmp_path / "counts.json"),
-                "--draft-config",
-                str(tmp_path / "draft"),
-                "--min-coverage",
-                "1.01",
-                "--out",
-                str(tmp_path / "bad"),
-            ]
-        )
-        == 2
-    )
+    # failures exit non-zero with a message: an unreachable floor (the parser rejects one outside [0, 1])
+    optimize = ["optimize", "--counts", str(tmp_path / "counts.json"), "--draft-config", str(tmp_path / "draft")]
+    assert main([*optimize, "--min-coverage", "1.0", "--k-max", "8", "--out", str(tmp_path / "bad")]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main([*optimize, "--min-coverage", "1.01", "--out", str(tmp_path / "bad")])
+    assert exit_.value.code == 2
     assert (
         main(
             [
