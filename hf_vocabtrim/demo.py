@@ -127,7 +127,7 @@ def run_demo(out_dir: str | Path = "vocabtrim_demo", n_prompts: int = 8, max_new
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(
-        f"demo: the draft trimmed to k={summary['k']:,} of V={summary['vocab_size']:,} ids gave the target's own output "
-        f"on {equal}/{n_prompts} prompts (lossless); report: {out / 'optimize' / 'trim_report.png'}"
+        f"demo: the draft trimmed to k={summary['k']:,} of V={summary['vocab_size']:,} ids gave the target's own "
+        f"output on {equal}/{n_prompts} prompts (lossless); report: {out / 'optimize' / 'trim_report.png'}"
     )
     return result
