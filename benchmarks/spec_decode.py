@@ -88,6 +88,43 @@ def spec_bench(limit: int) -> list[list[dict[str, str]]]:
     return picked
 
 
+def paired_prompt(
+    target: Any, inputs: Any, drafts: dict[str, Any], max_new_tokens: int, repeats: int, rotation: int
+) -> tuple[dict[str, dict[str, list]], torch.Tensor]:
+    """One prompt, every configuration (``drafts``: label -> assistant model, None = the target alone) back to back,
+    ``repeats`` times in an order rotated by ``rotation + repeat`` (drift hits every configuration). Returns per label
+    the seconds, assisted rounds and drafting seconds of each run, and the target's output (every output must equal
+    it: greedy speculative decoding is lossless)."""
+    labels = list(drafts)
+    kwargs = {**inputs, "max_new_tokens": max_new_tokens, "do_sample": False}
+    runs: dict[str, dict[str, list]] = {label: {"seconds": [], "rounds": [], "draft_seconds": []} for label in labels}
+    reference = None
+    for repeat in range(repeats):
+        shift = (rotation + repeat) % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            model = drafts[label]
+            with record_assisted() as stats:
+                t0 = time.perf_counter()
+                output = target.generate(**kwargs, **({"assistant_model": model} if model else {}))
+                seconds = time.perf_counter() - t0
+            if reference is None:
+                reference = output
+            elif not torch.equal(output, reference):
+                raise SystemExit(f"LOSSLESS CHECK FAILED: {label} differs from the target on prompt {rotation}")
+            runs[label]["seconds"].append(seconds)
+            runs[label]["rounds"].append(stats.rounds)
+            runs[label]["draft_seconds"].append(stats.draft_seconds)
+    assert reference is not None
+    return runs, reference
+
+
+def paired_ratios(rows: list[dict[str, Any]], base: list[dict[str, Any]]) -> tuple[float, list[float]]:
+    """Median over prompts of the tokens/s ratio of ``rows`` to ``base`` (same prompts, same outputs: the ratio of
+    their median seconds), and its 95% bootstrap interval."""
+    ratios = [statistics.median(b["seconds"]) / statistics.median(r["seconds"]) for r, b in zip(rows, base)]
+    return statistics.median(ratios), bootstrap_ci(ratios)
+
+
 def bootstrap_ci(values: list[float], resamples: int = 10_000, seed: int = 0) -> list[float]:
     """95% percentile bootstrap interval of the median of ``values`` (resampling the prompts)."""
     data = np.asarray(values, dtype=np.float64)
@@ -289,27 +326,8 @@ def main() -> None:
                 messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
             )
             prompt_len = inputs["input_ids"].shape[-1]
-            kwargs = {**inputs, "max_new_tokens": args.max_new_tokens, "do_sample": False}
-            runs: dict[str, dict[str, list]] = {
-                label: {"seconds": [], "rounds": [], "draft_seconds": []} for label in labels
-            }
-            reference = None
-            for repeat in range(args.repeats):
-                shift = (index + repeat) % len(labels)
-                for label in labels[shift:] + labels[:shift]:  # rotated order: drift hits every configuration
-                    model = models[specs[set_name][label]]
-                    with record_assisted() as stats:
-                        t0 = time.perf_counter()
-                        output = target.generate(**kwargs, **({"assistant_model": model} if model else {}))
-                        seconds = time.perf_counter() - t0
-                    if reference is None:
-                        reference = output
-                    elif not torch.equal(output, reference):
-                        raise SystemExit(f"LOSSLESS CHECK FAILED: {set_name}[{index}] {label} differs from the target")
-                    runs[label]["seconds"].append(seconds)
-                    runs[label]["rounds"].append(stats.rounds)
-                    runs[label]["draft_seconds"].append(stats.draft_seconds)
-            assert reference is not None
+            drafts = {label: models[specs[set_name][label]] for label in labels}
+            runs, reference = paired_prompt(target, inputs, drafts, args.max_new_tokens, args.repeats, index)
             new_tokens = reference.shape[-1] - prompt_len
             generated = reference[0, prompt_len:]
             with torch.no_grad():
@@ -420,19 +438,16 @@ def summarize(rows, grid_rows, specs, args, plans, wall_seconds: float) -> dict[
     configs: dict[str, Any] = {}
     for key, prompt_rows in rows.items():
         set_name, label = key.split("/")
-        tps = [r["new_tokens"] / statistics.median(r["seconds"]) for r in prompt_rows]
-        untrimmed = [r["new_tokens"] / statistics.median(r["seconds"]) for r in rows[f"{set_name}/untrimmed"]]
-        alone = [r["new_tokens"] / statistics.median(r["seconds"]) for r in rows[f"{set_name}/target"]]
-        vs_untrimmed = [a / b for a, b in zip(tps, untrimmed)]
-        vs_target = [a / b for a, b in zip(tps, alone)]
+        vs_untrimmed = paired_ratios(prompt_rows, rows[f"{set_name}/untrimmed"])
+        vs_target = paired_ratios(prompt_rows, rows[f"{set_name}/target"])
         tokens = sum(r["new_tokens"] for r in prompt_rows)
         row: dict[str, Any] = {
             "per_prompt": prompt_rows,
             "tokens_per_s": tokens / sum(statistics.median(r["seconds"]) for r in prompt_rows),
-            "speedup_vs_untrimmed": statistics.median(vs_untrimmed),
-            "speedup_vs_untrimmed_ci95": bootstrap_ci(vs_untrimmed),
-            "speedup_vs_target": statistics.median(vs_target),
-            "speedup_vs_target_ci95": bootstrap_ci(vs_target),
+            "speedup_vs_untrimmed": vs_untrimmed[0],
+            "speedup_vs_untrimmed_ci95": vs_untrimmed[1],
+            "speedup_vs_target": vs_target[0],
+            "speedup_vs_target_ci95": vs_target[1],
         }
         if "tau" in prompt_rows[0]:
             steps = sum(r["new_tokens"] / r["tau"] for r in prompt_rows)

@@ -62,7 +62,28 @@ def _plan_for(args: argparse.Namespace, draft_config: Any, generation_config: An
 
 def cmd_count(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer, args.gguf_file)
-    counts = _count(args, args.data, tokenizer)
+    if args.generate_with:  # the target's own replies to the data's prompts
+        from .data import public_name
+        from .target_outputs import count_replies, generate_replies, merge_counts
+
+        placement = {"device_map": args.device} if args.device else {}
+        target = load_causal_lm(args.generate_with, None, args.dtype, **placement)
+        replies = generate_replies(
+            target,
+            tokenizer,
+            list(_load_rows(args, args.data)),
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.generation_batch_size,
+            generations=args.generations or Path(args.out).with_suffix(".generations.jsonl"),
+        )
+        name = Path(args.data).name
+        counts = count_replies(
+            replies, tokenizer, name, target=public_name(args.generate_with), max_new_tokens=args.max_new_tokens
+        )
+        if args.keep_dataset_responses:
+            counts = merge_counts(_count(args, args.data, tokenizer), counts)
+    else:
+        counts = _count(args, args.data, tokenizer)
     counts.save(args.out)
     keys = ("conversations_without_assistant_text", "skipped_conversations")
     print(
@@ -457,6 +478,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gguf-file", default=None, help="read the tokenizer from this GGUF file in --tokenizer")
     p.add_argument("--out", required=True, help="counts file (.json or .safetensors)")
     _add_batch_args(p)
+    p.add_argument(
+        "--generate-with",
+        default=None,
+        help="target model: count its own greedy replies to the data's prompts (the messages before the first "
+        "assistant turn) instead of the data's responses",
+    )
+    p.add_argument("--max-new-tokens", type=POSITIVE, default=256, help="longest target reply (--generate-with)")
+    p.add_argument("--generation-batch-size", type=POSITIVE, default=8, help="prompts per batch (--generate-with)")
+    p.add_argument(
+        "--generations", default=None, help="JSONL of the replies, resumable (default: OUT with .generations.jsonl)"
+    )
+    p.add_argument(
+        "--keep-dataset-responses", action="store_true", help="count the data's responses too (--generate-with)"
+    )
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="dtype of --generate-with")
+    p.add_argument("--device", default=None, help="device_map of --generate-with, e.g. cuda or auto")
     p.set_defaults(func=cmd_count)
 
     p = _command(sub, "optimize", help="choose k: max U(k) (or predicted speedup) s.t. C(k) >= c_min with TPE")
