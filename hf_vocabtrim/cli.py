@@ -372,6 +372,83 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _head_specials(args: argparse.Namespace) -> list[int] | None:
+    """End-of-turn / eos ids from --tokenizer (None: the head's config eos)."""
+    if not args.tokenizer:
+        return None
+    from .specials import special_token_ids
+
+    return sorted(special_token_ids(None, None, load_tokenizer(args.tokenizer)))
+
+
+def cmd_eagle3(args: argparse.Namespace) -> int:
+    import types
+
+    import numpy as np
+
+    from .counts import TokenCounts
+    from .coverage import coverage_of
+    from .eagle3 import check_head, head_card, load_head, plan_head, save_head, trim_head
+    from .keep_plan import KeepPlan
+    from .report import write_report
+
+    head = load_head(args.draft)
+    specials = _head_specials(args)
+    problems = check_head(head, specials)
+    if problems:
+        raise ValueError(f"{args.draft} does not lint clean (`vocabtrim check`): " + " | ".join(problems))
+    counts = TokenCounts.load(args.counts)
+    if args.tokenizer:
+        counts.check_tokenizer(load_tokenizer(args.tokenizer))
+    rows = head.draft_vocab_size
+    report = Path(args.report) if args.report else Path(f"{args.out}.report")
+    if args.plan:  # a plan from an earlier `vocabtrim eagle3` (its report folder)
+        keep = KeepPlan.load(args.plan)
+        keep.check_counts(counts)
+        kept = keep.kept_ids(args.k)
+        summary: dict[str, Any] = {"k": len(kept), "coverage": keep.coverage(counts, len(kept)), "objective": "plan"}
+        summary["counts"] = counts.metadata
+        missing: list[int] = []
+    else:
+        planned, missing = plan_head(
+            head,
+            counts,
+            k=args.k,
+            min_coverage=args.min_coverage,
+            alpha=args.alpha,
+            n_trials=args.trials,
+            k_min=args.k_min,
+            seed=args.seed,
+            special_ids=specials,
+        )
+        config = types.SimpleNamespace(model_type=f"eagle3 head ({head.layout})")
+        summary = write_report(planned, report, config, alpha=args.alpha)
+        kept = planned.keep_plan.kept_ids()
+    summary["head_coverage"] = coverage_of(head.head_ids, counts.counts)
+    trimmed = trim_head(head, np.asarray(kept))
+    save_head(trimmed, args.out, source=args.draft, card=head_card(trimmed, rows, summary, missing))
+    problems = check_head(load_head(args.out), specials)
+    for problem in problems:
+        print(f"{args.out}: {problem}", file=sys.stderr)
+    keys = ("k", "coverage", "head_coverage", "latency_reduction", "lm_head_share_full", "exact_k", "tpe_gap")
+    print(json.dumps({"out": str(args.out), "rows_before": rows, **{k: summary[k] for k in keys if k in summary}}))
+    if missing:
+        print(f"note: the head has no row for special ids {missing}; they stay unproposable", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .eagle3 import check_head, load_head
+
+    head = load_head(args.model)
+    problems = check_head(head, _head_specials(args))
+    for problem in problems:
+        print(f"{args.model}: {problem}")
+    if not problems:
+        print(f"{args.model}: ok ({head.layout} layout, {head.draft_vocab_size:,} head rows of V={head.vocab_size:,})")
+    return 1 if problems else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -621,6 +698,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=DTYPES, help="model dtype (auto: the checkpoint's)")
     p.add_argument("--out", required=True, help="output model folder")
     p.set_defaults(func=cmd_import)
+
+    p = _command(sub, "eagle3", help="trim an EAGLE-3 / DFlash draft head (vLLM, SGLang, SpecForge) to k of its rows")
+    p.add_argument("--draft", required=True, help="EAGLE-3 / DFlash checkpoint folder")
+    p.add_argument("--counts", required=True, help="counts of the target tokenizer (`vocabtrim count`)")
+    p.add_argument("--out", required=True, help="output checkpoint folder")
+    p.add_argument("--k", type=POSITIVE, default=None, help="rows to keep (default: chosen by --min-coverage/--alpha)")
+    p.add_argument("--plan", default=None, help="keep plan of an earlier `vocabtrim eagle3` (its report folder)")
+    p.add_argument("--min-coverage", type=FRACTION, default=0.9, help="coverage floor c_min, in [0, 1]")
+    p.add_argument("--alpha", type=FRACTION, default=0.5, help="weight of coverage in U(k), in [0, 1]")
+    p.add_argument("--trials", type=POSITIVE, default=50, help="TPE trials")
+    p.add_argument("--k-min", type=POSITIVE, default=None, help="smallest k tried (default: min(256, rows))")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="TPE sampler seed")
+    p.add_argument("--tokenizer", default=None, help="the target's tokenizer: checks the counts, names end-of-turn ids")
+    p.add_argument("--report", default=None, help="optimize report folder (default: OUT.report)")
+    p.set_defaults(func=cmd_eagle3)
+
+    p = _command(
+        sub, "check", help="lint a reduced-vocabulary draft checkpoint (EAGLE-3 / DFlash): d2t, t2d, head rows"
+    )
+    p.add_argument("model", help="checkpoint folder")
+    p.add_argument("--tokenizer", default=None, help="the target's tokenizer: its end-of-turn / eos ids must be kept")
+    p.set_defaults(func=cmd_check)
 
     p = _command(sub, "demo", help="offline end-to-end demo on tiny embedded models and data")
     p.add_argument("--out", default="vocabtrim_demo", help="output folder")

@@ -20,17 +20,25 @@ def _padded(counts: np.ndarray, vocab_size: int | None) -> np.ndarray:
     return np.concatenate([counts, np.zeros(vocab_size - len(counts), dtype=np.int64)])
 
 
-def rank_ids(counts: np.ndarray, forced: Iterable[int] = (), vocab_size: int | None = None) -> np.ndarray:
+def rank_ids(
+    counts: np.ndarray, forced: Iterable[int] = (), vocab_size: int | None = None, allowed: np.ndarray | None = None
+) -> np.ndarray:
     """All V ids in keep order: forced ids (ascending), then by count descending, ties by lower id first.
 
     Low ids first on ties: in BPE vocabularies low ids are the earliest (most frequent) merges, which matters when a
-    small calibration set leaves most ids at count zero.
+    small calibration set leaves most ids at count zero. With ``allowed`` (a V-bool mask, e.g. the ids an EAGLE-3 head
+    has rows for), the allowed ids come first and every other id after them (forced ids must be allowed).
     """
     counts = _padded(counts, vocab_size)
     forced_arr = np.unique(np.asarray(list(forced), dtype=np.int64))
     if len(forced_arr) and (forced_arr.min() < 0 or forced_arr.max() >= len(counts)):
         raise ValueError(f"forced ids must be in [0, {len(counts)}), got {forced_arr.min()}..{forced_arr.max()}.")
     order = np.argsort(-counts, kind="stable")
+    if allowed is not None:
+        allowed = np.asarray(allowed, dtype=bool)
+        if len(forced_arr) and not allowed[forced_arr].all():
+            raise ValueError("forced ids must be among the allowed ids.")
+        order = order[np.argsort(~allowed[order], kind="stable")]
     if len(forced_arr):
         order = np.concatenate([forced_arr, order[~np.isin(order, forced_arr)]])
     return order

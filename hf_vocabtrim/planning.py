@@ -9,6 +9,7 @@ data's. Writing the report is :mod:`hf_vocabtrim.report`'s job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from .acceptance import AcceptanceCurve
 from .counts import TokenCounts
 from .coverage import coverage_curve
-from .flops import decode_flops, latency_reduction, linear_latency_reduction
+from .flops import DecodeFlops, decode_flops, latency_reduction, linear_latency_reduction
 from .keep_plan import KeepPlan
 from .optimize import Choice, Constraint, Curves, choose_k
 from .speedup import CostModel
@@ -126,6 +127,7 @@ class Plan:
     latency_model: str = "flops"
     context_length: int = 1024
     guard: Guard | None = None
+    flops_model: Callable[[int | None], DecodeFlops] | None = None  # FLOPs at k for the report (None: decode_flops)
 
 
 def build_curves(
@@ -199,6 +201,42 @@ def plan(
         context_length=context_length,
         latency_fit=latency_fit,
     )
+    return choose(
+        keep,
+        curves,
+        objective=objective,
+        min_coverage=min_coverage,
+        k_min=k_min,
+        k_max=k_max,
+        n_trials=n_trials,
+        seed=seed,
+        alpha=alpha,
+        progress=progress,
+        guard=guard,
+        latency_model="measured fit" if latency_fit else "flops",
+        context_length=context_length,
+    )
+
+
+def choose(
+    keep: KeepPlan,
+    curves: Curves,
+    *,
+    objective: Utility | Speedup = Utility(),
+    min_coverage: float = 0.9,
+    k_min: int | None = None,
+    k_max: int | None = None,
+    n_trials: int = 50,
+    seed: int = 0,
+    alpha: float = 0.5,
+    progress: bool = True,
+    guard: Guard | None = None,
+    latency_model: str = "flops",
+    context_length: int = 1024,
+    flops_model: Callable[[int | None], DecodeFlops] | None = None,
+) -> Plan:
+    """The choice of k for a keep order and its curves (what :func:`plan` does after building them; an EAGLE-3 head
+    brings its own order and latency curve). ``flops_model(k)`` gives the FLOPs reported at k (None: full)."""
     vocab = keep.vocab_size
     k_min = max(keep.num_forced, 1, min(256, vocab)) if k_min is None else k_min
     if k_min < keep.num_forced:
@@ -230,7 +268,8 @@ def plan(
         objective=objective,
         others=choices,
         other_values={name: values[name] for name in choices},
-        latency_model="measured fit" if latency_fit else "flops",
+        latency_model=latency_model,
         context_length=context_length,
         guard=guard,
+        flops_model=flops_model,
     )

@@ -45,8 +45,11 @@ def _choice_row(plan: Plan, choice: Choice) -> dict[str, Any]:
 def summarize(plan: Plan, draft_config: Any, alpha: float) -> dict[str, Any]:
     """The summary of a plan (what ``summary.json`` holds)."""
     choice, vocab = plan.choice, plan.curves.vocab_size
-    full = decode_flops(draft_config, context_length=plan.context_length)
-    at_k = decode_flops(draft_config, k=choice.k, context_length=plan.context_length)
+    if plan.flops_model is not None:
+        full, at_k = plan.flops_model(None), plan.flops_model(choice.k)
+    else:
+        full = decode_flops(draft_config, context_length=plan.context_length)
+        at_k = decode_flops(draft_config, k=choice.k, context_length=plan.context_length)
     utility = plan.curves.utility(alpha)
     summary: dict[str, Any] = {
         **_point(plan, choice.k),

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Count -> optimise -> trim a draft and push it to the Hugging Face Hub with a model card.
+"""Count -> optimise -> trim a draft and push it to the Hugging Face Hub with a model card; or push a folder already
+written by `vocabtrim trim` or `vocabtrim eagle3` (``--folder``), after checking it.
 
     python hub_scripts/push_trimmed_draft.py --draft Qwen/Qwen2.5-0.5B-Instruct --data chats.jsonl \\
         --repo-id me/qwen2.5-0.5b-instruct-trimmed --min-coverage 0.9 --alpha 0.5
+    python hub_scripts/push_trimmed_draft.py --folder llama3.1-8b-eagle3-trimmed --repo-id me/eagle3-trimmed
 
 Input: a draft (Hub id or local folder, ``--gguf-file`` for GGUF) and either chat data (``--data``) or saved counts
 (``--counts``); the kept set comes from a keep plan (``--plan`` / ``--summary`` of ``vocabtrim optimize``), from
@@ -22,6 +24,7 @@ from pathlib import Path
 from hf_vocabtrim.counting import count_tokens
 from hf_vocabtrim.counts import TokenCounts, vocab_hash
 from hf_vocabtrim.data import load_chats
+from hf_vocabtrim.eagle3 import check_head, load_head
 from hf_vocabtrim.hub import (
     check_trimmed_folder,
     model_card,
@@ -39,12 +42,15 @@ from hf_vocabtrim.trimming import trim_draft
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--draft", required=True, help="base draft: Hub id or local folder")
+    parser.add_argument("--draft", default=None, help="base draft: Hub id or local folder")
+    parser.add_argument(
+        "--folder", default=None, help="push this folder (from `vocabtrim trim` or `vocabtrim eagle3`) as it is"
+    )
     parser.add_argument("--gguf-file", default=None, help="GGUF file inside --draft")
     parser.add_argument("--tokenizer", default=None, help="tokenizer (default: the draft's)")
     parser.add_argument("--target", default=None, help="target model id/folder: its tokenizer must match the draft's")
     parser.add_argument("--base-model", default=None, help="Hub id of the base draft for the card (default: --draft)")
-    data = parser.add_mutually_exclusive_group(required=True)
+    data = parser.add_mutually_exclusive_group()
     data.add_argument("--data", help="chat data to count (file, folder or Hub dataset id)")
     data.add_argument("--counts", help="counts file from `vocabtrim count`")
     parser.add_argument("--split", default="train")
@@ -88,8 +94,53 @@ def base_license(draft: str) -> str | None:
         return None
 
 
+def check_folder(folder: Path) -> str:
+    """Lint a folder to push: an EAGLE-3 / DFlash head (`vocabtrim check`) or a trimmed draft; what it holds."""
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    if config.get("model_type") == "trimmed_draft":
+        check_trimmed_folder(folder)
+        return f"trimmed draft (k={config.get('draft_vocab_size')})"
+    head = load_head(folder)
+    problems = check_head(head)
+    if problems:
+        raise ValueError(f"{folder} does not lint clean: " + " | ".join(problems))
+    return f"{head.layout} head (k={head.draft_vocab_size})"
+
+
+def upload(out: Path, args: argparse.Namespace, token: str | None, what: str) -> int:
+    """Push ``out``; on failure say so and leave the folder whole."""
+    try:
+        url = push_folder(
+            out,
+            args.repo_id,
+            token=token or "",
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message or f"Upload {what}",
+        )
+    except Exception as err:
+        print(
+            f"upload failed: {err}\nthe local folder {out} is complete; push it again with this script "
+            "(--folder), or `huggingface-cli upload`.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"pushed {out} to {args.repo_id}: {url}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     validate_repo_id(args.repo_id)
+    if args.folder:
+        what = check_folder(Path(args.folder))
+        token = None if args.dry_run else resolve_token(args.token)
+        print(f"checked {args.folder}: {what}")
+        if args.dry_run:
+            print("dry run: nothing uploaded")
+            return 0
+        return upload(Path(args.folder), args, token, what)
+    if not args.draft or not (args.data or args.counts):
+        raise ValueError("pass --folder, or --draft with --data or --counts.")
     token = None if args.dry_run else resolve_token(args.token)
     out = Path(args.out or Path("trimmed") / args.repo_id.split("/")[-1])
 
@@ -176,24 +227,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: nothing uploaded")
         return 0
-    try:
-        url = push_folder(
-            out,
-            args.repo_id,
-            token=token or "",
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message or f"Upload trimmed draft (k={k})",
-        )
-    except Exception as err:
-        print(
-            f"upload failed: {err}\nthe local folder {out} is complete; push it again with this script and "
-            "--counts/--k, or `huggingface-cli upload`.",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"pushed {out} to {args.repo_id}: {url}")
-    return 0
+    return upload(out, args, token, f"trimmed draft (k={k})")
 
 
 def main(argv: list[str] | None = None) -> int:

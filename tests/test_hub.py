@@ -276,3 +276,23 @@ def test_failed_upload_keeps_the_folder_and_says_so(assets):
     from hf_vocabtrim.hub import check_trimmed_folder
 
     assert check_trimmed_folder(assets / "out_refused")["draft_vocab_size"] == 64
+
+
+def test_push_an_eagle3_head_folder_after_linting_it(assets, tmp_path):
+    from hf_vocabtrim import cli
+    from tests.test_eagle3 import counts_file, write_head
+
+    head = write_head(tmp_path / "head", "speculators")
+    counts_file(tmp_path / "counts.json")
+    trimmed = tmp_path / "trimmed"
+    argv = ["eagle3", "--draft", str(head), "--counts", str(tmp_path / "counts.json"), "--k", "40"]
+    assert cli.main([*argv, "--out", str(trimmed)]) == 0
+    broken = write_head(tmp_path / "broken", "eagle", edit=lambda config, tensors: tensors.pop("d2t"))
+    with LocalHub(TOKEN) as hub:
+        refused = _push(hub, tmp_path, "--folder", str(broken), "--repo-id", "me/broken")
+        assert refused.returncode == 2 and "d2t is missing" in refused.stderr and hub.state.log == []
+        result = _push(hub, tmp_path, "--folder", str(trimmed), "--repo-id", "me/eagle3-trimmed")
+        assert result.returncode == 0, result.stderr[-3000:]
+        files = hub.state.repos["me/eagle3-trimmed"]["branches"]["main"]
+        assert {"config.json", "model.safetensors", "README.md"} <= set(files)
+        assert json.loads(files["config.json"])["draft_vocab_size"] == 40
