@@ -31,8 +31,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from hf_vocabtrim.acceptance import AcceptanceCurve, measure_acceptance
 from hf_vocabtrim.counting import count_tokens
 from hf_vocabtrim.data import ChatColumns, load_chats
+from hf_vocabtrim.guard import Guard
 from hf_vocabtrim.keep_plan import KeepPlan
-from hf_vocabtrim.planning import Guard, Speedup, plan
+from hf_vocabtrim.planning import Speedup, plan
 from hf_vocabtrim.report import write_report
 from hf_vocabtrim.speedup import CostModel
 from hf_vocabtrim.trimming import trim_draft

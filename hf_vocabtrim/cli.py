@@ -181,8 +181,8 @@ def _guard(args: argparse.Namespace, counts: Any, draft_config: Any, generation_
     --draft), or their coverage from counts alone; None without --guard-data / --guard-acceptance."""
     from .acceptance import AcceptanceCurve, measure_acceptance
     from .data import public_name
+    from .guard import Guard
     from .keep_plan import KeepPlan
-    from .planning import Guard
 
     if not (args.guard_data or args.guard_acceptance):
         if args.target or args.draft:

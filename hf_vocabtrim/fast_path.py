@@ -17,7 +17,9 @@ while ``target.generate(assistant_model=draft)`` stays the user's call:
 
 ``config.fast_path``: ``"auto"`` captures on a CUDA device, ``"static"`` runs the same path without capture on any
 device (what the CPU tests run). Where it does not apply (batch > 1, embeddings as inputs, a confidence threshold,
-an attention kernel or cache it cannot capture...) the eager ``generate()`` runs and the reason is logged once.
+an attention kernel or cache it cannot capture...) the eager ``generate()`` runs and the reason is logged once. The
+module is long because the dispatch, the drafter and its capture belong together, apart from the modeling file that
+travels with checkpoints (the readable eager model).
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from safetensors import safe_open
 from hf_vocabtrim import cli
 from hf_vocabtrim.acceptance import AcceptanceCurve
 from hf_vocabtrim.counting import count_tokens
+from hf_vocabtrim.guard import Guard
 from hf_vocabtrim.keep_plan import KeepPlan
-from hf_vocabtrim.planning import Guard, Utility, plan
+from hf_vocabtrim.planning import Utility, plan
 from hf_vocabtrim.report import summarize
 from hf_vocabtrim.tiny import demo_chats, tiny_causal_lm
 
