@@ -5,8 +5,9 @@ rounds; each round decodes ``--steps`` tokens after a ``--prompt``-token prefill
 and includes what generate() does per token after the forward: the k -> V scatter for trimmed drafts and argmax.
 The body alone (no LM head) is timed too, giving the head's share and the floor for each k:
 floor(k) = body + k/V * (full - body). Also prints the FLOPs model's predicted latency reduction R(k) beside the
-measured one, and the step of a draft trimmed to k = --context-k with context tokens on and 0, 256 and 2,048 context
-ids beyond the kept set, against the same draft's static step (context tokens off), in the same interleaved rounds.
+measured one, and the step of a draft trimmed to k = --context-k with context tokens on after a 64-, 256- and
+2,048-token prompt (one context slot per position: the ids of the sequence so far, kept ids masked), against the
+same draft's static step (context tokens off) after the same prompt, in the same interleaved rounds.
 
     python benchmarks/draft_latency.py --out results/draft_latency
 """
@@ -63,23 +64,7 @@ SHAPES = {
     ),
 }
 KS = [65536, 32768, 16384, 8192, 4096, 2048, 1024]
-CONTEXT_IDS = [0, 256, 2048]
-
-
-def context_step(model: TrimmedDraftModel, extra_ids: torch.Tensor):
-    """A decode step of a context-token draft that, after the prefill, scores exactly ``extra_ids`` beyond its kept
-    set (instead of the random prompt's ids)."""
-    step = decode_step(model)
-
-    def run(ids: torch.Tensor, cache) -> torch.Tensor:
-        fresh = cache.get_seq_length() == 0
-        out = step(ids, cache)
-        if fresh:
-            model.reset_context()
-            model.add_context_ids(extra_ids)
-        return out
-
-    return run
+CONTEXT_IDS = [64, 256, 2048]  # sequence lengths: one context slot per position
 
 
 def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, rounds: int, context_k: int) -> dict:
@@ -95,20 +80,17 @@ def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, ro
         trimmed = TrimmedDraftModel.from_draft(full, keep, keep_special_tokens=False, context_tokens=False).eval()
         steps_by_key[k] = decode_step(trimmed)
         if k == context_k:
-            outside = torch.ones(vocab, dtype=torch.bool)
-            outside[keep] = False
-            pool = torch.nonzero(outside).flatten()[torch.randperm(int(outside.sum()))]
-            for n in CONTEXT_IDS:
-                with_context = TrimmedDraftModel.from_draft(
-                    full, keep, keep_special_tokens=False, context_tokens=True
-                ).eval()
-                steps_by_key[("context", n)] = context_step(with_context, pool[:n])
+            with_context = TrimmedDraftModel.from_draft(full, keep, keep_special_tokens=False, context_tokens=True)
+            context_steps = {"static": steps_by_key[k], "context": decode_step(with_context.eval())}
     med = {key: value["ms"] for key, value in time_decode(steps_by_key, config, prompt, steps, rounds).items()}
-    context = [
-        {"k": context_k, "context_ids": n, "ms": med[("context", n)], "vs_static": med[("context", n)] / med[context_k]}
-        for n in CONTEXT_IDS
-        if ("context", n) in med
-    ]
+    context = []
+    lengths = [n for n in CONTEXT_IDS if n + 2 * steps <= config.max_position_embeddings] if context_k in ks else []
+    for n in lengths:  # the same draft, static and with context slots, after n tokens
+        timed = {key: value["ms"] for key, value in time_decode(context_steps, config, n, steps, rounds).items()}
+        context.append(
+            {"k": context_k, "sequence_tokens": n, "static_ms": timed["static"], "ms": timed["context"],
+             "vs_static": timed["context"] / timed["static"]}
+        )  # fmt: skip
     flops = decode_flops(config, context_length=prompt)
     head_ms = med["full"] - med["body"]
     rows = []
@@ -175,8 +157,8 @@ def main() -> None:
             )
         for r in res["context"]:
             print(
-                f"k={r['k']} with context tokens, {r['context_ids']:>5} context ids: {r['ms']:.2f} ms "
-                f"({r['vs_static'] - 1:+.1%} vs the static step)"
+                f"k={r['k']} with context tokens after {r['sequence_tokens']:>5} tokens: {r['ms']:.2f} ms "
+                f"({r['vs_static'] - 1:+.1%} vs the static step, {r['static_ms']:.2f} ms)"
             )
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": "float32", "device": "cpu"}
     (out / "draft_latency.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))

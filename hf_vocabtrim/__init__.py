@@ -11,7 +11,7 @@ from .modeling_trimmed_draft import (
     validate_kept_ids,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 AutoConfig.register(TrimmedDraftConfig.model_type, TrimmedDraftConfig, exist_ok=True)
 AutoModelForCausalLM.register(TrimmedDraftConfig, TrimmedDraftModel, exist_ok=True)

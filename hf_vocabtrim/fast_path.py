@@ -94,16 +94,22 @@ def unsupported_model(model: Any) -> str | None:
 
 
 def _drafter(model: Any) -> StaticDrafter | None:
-    current = mode(model)
-    if current == "eager":
-        if getattr(model.config, "fast_path", "auto") != "eager":
-            reason = unsupported_model(model) or f"fast_path='auto' captures on CUDA only (device {model.device})"
-            logger.info_once(f"TrimmedDraftModel fast_path: {reason}; the eager path runs.")
+    """The drafter of ``model`` on its current device (made and checked once), or None for the eager path."""
+    setting = getattr(model.config, "fast_path", "auto")
+    on_cuda = model.device.type == "cuda"
+    if setting == "eager" or (setting == "auto" and not on_cuda):
+        if setting != "eager":
+            logger.info_once(f"TrimmedDraftModel fast_path='auto' captures on CUDA only (device {model.device}).")
         return None
-    capture = "cuda" if current == "captured" else None
+    capture = "cuda" if on_cuda and setting == "auto" else None
     drafter = _DRAFTERS.get(model)
-    if drafter is None or not drafter.matches(model, capture):
-        drafter = _DRAFTERS[model] = StaticDrafter(model, capture)
+    if drafter is not None and drafter.matches(model, capture):
+        return drafter
+    reason = unsupported_model(model)
+    if reason:
+        logger.warning_once(f"TrimmedDraftModel fast_path: {reason}; the eager path runs.")
+        return None
+    drafter = _DRAFTERS[model] = StaticDrafter(model, capture)
     return drafter
 
 
@@ -117,7 +123,9 @@ def _unsupported_call(model: Any, args: tuple, kwargs: dict[str, Any]) -> str | 
     config = kwargs.get("generation_config")
     if args or config is None or not getattr(config, "is_assistant", False):
         return "not an assistant_model call"
-    extra = sorted(key for key, value in kwargs.items() if key not in _HANDLED and value is not None)
+    extra = sorted(
+        key for key, value in kwargs.items() if key not in _HANDLED and value is not None and value is not False
+    )
     if extra:
         return f"unsupported generate() arguments {extra}"
     input_ids = kwargs.get("input_ids")
