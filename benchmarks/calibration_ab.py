@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_vocabtrim.acceptance import acceptance_curve
 from hf_vocabtrim.counting import count_tokens
@@ -32,7 +31,7 @@ from hf_vocabtrim.keep_plan import KeepPlan
 from hf_vocabtrim.target_outputs import count_replies, generate_replies, prompt_messages
 
 sys.path.insert(0, str(Path(__file__).parent))
-from spec_decode import humaneval, humaneval_chat  # noqa: E402
+from spec_decode import humaneval, humaneval_chat, load_pair  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
@@ -74,13 +73,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "calibration_ab"))
     args = parser.parse_args()
     started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(args.draft)
-    target = AutoModelForCausalLM.from_pretrained(args.target, dtype=torch.float32).eval()
-    draft = AutoModelForCausalLM.from_pretrained(args.draft, dtype=torch.float32).eval()
+    tokenizer, target, draft = load_pair(args.target, args.draft, args.threads)
     problems = humaneval()
     code = [{"messages": humaneval_chat(p)} for p in problems[: len(problems) // 2]]
     general = list(load_chats(args.alpaca, columns=ChatColumns(prompt="instruction", response="output")))

@@ -25,9 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from hf_vocabtrim.acceptance import AcceptanceCurve, measure_acceptance
 from hf_vocabtrim.counting import count_tokens
 from hf_vocabtrim.data import ChatColumns, load_chats
@@ -39,7 +36,14 @@ from hf_vocabtrim.speedup import CostModel
 from hf_vocabtrim.trimming import trim_draft
 
 sys.path.insert(0, str(Path(__file__).parent))
-from spec_decode import humaneval, humaneval_chat, paired_prompt, paired_ratios, spec_bench  # noqa: E402
+from spec_decode import (  # noqa: E402
+    humaneval,
+    humaneval_chat,
+    load_pair,
+    paired_prompt,
+    paired_ratios,
+    spec_bench,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,13 +65,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "guard"))
     args = parser.parse_args()
     started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(args.draft)
-    target = AutoModelForCausalLM.from_pretrained(args.target, dtype=torch.float32).eval()
-    draft = AutoModelForCausalLM.from_pretrained(args.draft, dtype=torch.float32).eval()
+    tokenizer, target, draft = load_pair(args.target, args.draft, args.threads)
     settings = {"num_assistant_tokens": args.gamma, "num_assistant_tokens_schedule": "constant"}
     settings["assistant_confidence_threshold"] = 0.0
     draft.generation_config.update(**settings)

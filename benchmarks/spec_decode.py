@@ -88,6 +88,16 @@ def spec_bench(limit: int) -> list[list[dict[str, str]]]:
     return picked
 
 
+def load_pair(target: str, draft: str, threads: int | None = None) -> tuple[Any, Any, Any]:
+    """The draft's tokenizer, the target and the draft (fp32, eval) from safetensors folders; torch's threads."""
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(draft)
+    target_model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+    draft_model = AutoModelForCausalLM.from_pretrained(draft, dtype=torch.float32).eval()
+    return tokenizer, target_model, draft_model
+
+
 def paired_prompt(
     target: Any, inputs: Any, drafts: dict[str, Any], max_new_tokens: int, repeats: int, rotation: int
 ) -> tuple[dict[str, dict[str, list]], torch.Tensor]:

@@ -183,11 +183,12 @@ def test_modes_fallbacks_and_config(tiny_tokenizer, tmp_path, caplog):
     assert out.shape[1] == prompt.shape[1] + 12
 
 
-def test_static_decode_step_compiles_fullgraph(tiny_tokenizer):
+@pytest.mark.parametrize("arch", ["qwen2", "gemma3_text", "llama"])  # tied, sliding window + soft-capping, untied
+def test_static_decode_step_compiles_fullgraph(arch, tiny_tokenizer):
     """The static step of a context-token draft (forward over the static cache, context slots, scatter to V) has no
     graph break: no data-dependent shape and no host synchronisation (what CUDA-graph capture needs)."""
     torch._dynamo.reset()
-    _, _, trimmed = _pair("qwen2", tiny_tokenizer, True)
+    _, _, trimmed = _pair(arch, tiny_tokenizer, True)
     drafter = StaticDrafter(use_path(trimmed, "static"))
     drafter.reserve(64)
     with torch.no_grad():
