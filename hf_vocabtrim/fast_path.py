@@ -50,9 +50,9 @@ _DRAFTERS: weakref.WeakKeyDictionary[Any, StaticDrafter] = weakref.WeakKeyDictio
 def generate(model: Any, eager_generate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """One ``generate()`` call of a trimmed draft: the static/captured path where it applies, else ``eager_generate``
     (transformers' own), to which a cache handle of this path is never passed."""
-    reason = _unsupported_call(model, args, kwargs)
-    drafter = None if reason else _drafter(model)
-    if drafter is not None:
+    drafter = _drafter(model)
+    reason = None if drafter is None else _unsupported_call(model, args, kwargs)
+    if drafter is not None and reason is None:
         output = drafter.generate(**kwargs)
         if output is not None:
             return output
