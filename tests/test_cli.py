@@ -237,3 +237,21 @@ def test_report_figure_labels_every_axis_and_keeps_legends_off_the_curves(tiny_t
     figure.canvas.draw()
     box, axes_box = legend.get_window_extent(), left.get_window_extent()
     assert box.y1 <= axes_box.y0 + 1  # the legend sits below the panel, off the curves
+
+
+def test_cli_tau_guard_measured_with_the_models(capsys, workspace, tiny_tokenizer):
+    """--guard-data with --target/--draft: tau on the guard chats from one teacher-forced pass of each model."""
+    target = tiny_causal_lm("qwen2", len(tiny_tokenizer), seed=4, eos_token_id=tiny_tokenizer.eos_token_id)
+    target.save_pretrained(workspace / "target")
+    draft, counts = str(workspace / "draft"), str(workspace / "counts.json")
+    assert cli.main(["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", draft, "--out", counts]) == 0
+    args = ["optimize", "--counts", counts, "--draft-config", draft, "--min-coverage", "0.5", "--k-min", "8"]
+    args += ["--guard-data", str(workspace / "general.jsonl"), "--target", str(workspace / "target"), "--draft", draft]
+    assert cli.main([*args, "--context-tokens", "--trials", "10", "--out", str(workspace / "plan")]) == 0
+    guard = json.loads((workspace / "plan" / "summary.json").read_text())["guard"]
+    assert guard["kind"] == "tau" and guard["source"] == "general.jsonl" and "with context ids" in guard["what"]
+    assert guard["value"] >= guard["floor"] == pytest.approx(0.97)
+    status, err = _run(
+        capsys, ["optimize", "--counts", counts, "--draft-config", draft, "--target", draft, "--out", "x"]
+    )
+    assert status == 2 and "pass --guard-data too" in err
