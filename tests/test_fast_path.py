@@ -249,3 +249,23 @@ def test_eager_slots_grow_and_follow_the_cache(tiny_tokenizer):
     with torch.no_grad():
         logits = trimmed(input_ids=torch.tensor([[9]]), cache=cache, use_cache=True).logits
     assert slots.width == 251 and logits.shape[-1] == trimmed.kept_ids.numel() + 251
+
+
+def test_a_draft_kept_whole_gets_the_path_too(tiny_tokenizer):
+    """ "Trimmed" to all V ids, a draft runs the static / captured path and proposes what the plain draft proposes."""
+    vocab = len(tiny_tokenizer)
+    target = tiny_causal_lm("llama", vocab, seed=0, eos_token_id=tiny_tokenizer.eos_token_id)
+    draft = tiny_causal_lm("llama", vocab, seed=1, eos_token_id=tiny_tokenizer.eos_token_id)
+    draft.generation_config.update(num_assistant_tokens=5, num_assistant_tokens_schedule="constant")
+    draft.generation_config.assistant_confidence_threshold = 0.0
+    whole = TrimmedDraftModel.from_draft(draft, range(vocab), keep_special_tokens=False, context_tokens=False)
+    use_path(whole, "captured-twin")
+    for prompt in _prompts(tiny_tokenizer, 4):
+        kwargs = {"input_ids": prompt, "attention_mask": torch.ones_like(prompt), "max_new_tokens": 16}
+        drafted = []
+        for assistant in (draft, whole):
+            with record_assisted() as stats:
+                target.generate(**kwargs, do_sample=False, assistant_model=assistant)
+            drafted.append([d.tolist() for d in stats.drafted])
+        assert drafted[0] == drafted[1]
+    assert fast_path._DRAFTERS[whole].ids  # the path ran
