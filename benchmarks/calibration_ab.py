@@ -148,7 +148,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [n for n in ("code", "general") if n in report]
-    fig, axes = plt.subplots(1, 2 * len(names), figsize=(7 * len(names), 4.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2 * len(names), figsize=(8 * len(names), 4.8), constrained_layout=True)
+    fig.suptitle(
+        "calibration on dataset responses (A) vs the target's own replies (B), judged on held-out target replies"
+    )
     for i, name in enumerate(names):
         cover, tau = axes[2 * i], axes[2 * i + 1]
         for label, colour in (("A_dataset_responses", "tab:blue"), ("B_target_replies", "tab:orange")):
@@ -162,7 +165,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             axis.set_xscale("log")
             axis.set_xlabel("kept vocabulary k")
             axis.set_ylabel(what)
-            axis.set_title(f"{name}: {what}")
+            axis.set_title(f"{name}: {what.split(' of ')[0].split(' along ')[0]}", fontsize=10)
             axis.legend(fontsize=7, loc="lower right")
     fig.savefig(path, dpi=110)
     plt.close(fig)
