@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--max-guard-loss", type=float, default=0.03)
     parser.add_argument("--min-coverage", type=float, default=0.8)
     parser.add_argument("--with-target", action="store_true", help="also time the target alone (slowest on a CPU)")
+    parser.add_argument("--reuse-acceptance", action="store_true", help="reuse OUT's acceptance curves of this plan")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=str(ROOT / "results" / "guard"))
     args = parser.parse_args()
@@ -81,14 +82,22 @@ def main() -> None:
     heldout = count_tokens(tokenizer, held, source="HumanEval canonical solutions 41-81", progress=False)
     keep = KeepPlan.from_counts(counts, draft.config, draft.generation_config)
     costs = CostModel.from_dict(json.loads(Path(args.costs).read_text()))
-    print("acceptance on held-out HumanEval chats ...", flush=True)
-    accept = measure_acceptance(target, draft, tokenizer, held[:24], keep, gamma=args.gamma, max_length=512)
-    (out / "acceptance_code.json").write_text(json.dumps(accept, indent=1))
     general = list(load_chats(args.alpaca, columns=ChatColumns(prompt="instruction", response="output")))
     guard_rows = general[600 : 600 + args.guard_chats]
-    print(f"acceptance on {len(guard_rows)} guard chats (alpaca-eval outputs 600+) ...", flush=True)
-    guard_accept = measure_acceptance(target, draft, tokenizer, guard_rows, keep, gamma=args.gamma, max_length=512)
-    (out / "acceptance_guard.json").write_text(json.dumps(guard_accept, indent=1))
+
+    def acceptance(name: str, rows: list[Any]) -> dict[str, Any]:
+        """The acceptance curve on ``rows`` (with --reuse-acceptance, OUT's if made with this keep order)."""
+        path = out / f"acceptance_{name}.json"
+        if args.reuse_acceptance and path.exists():
+            curve = json.loads(path.read_text())
+            if curve.get("plan_fingerprint") == keep.fingerprint:
+                return curve
+        print(f"acceptance on {len(rows)} {name} chats ...", flush=True)
+        curve = measure_acceptance(target, draft, tokenizer, rows, keep, gamma=args.gamma, max_length=512)
+        path.write_text(json.dumps(curve, indent=1))
+        return curve
+
+    accept, guard_accept = acceptance("code", held[:24]), acceptance("guard", guard_rows)
     objective = Speedup(AcceptanceCurve.from_dict(accept), costs, context_tokens=True)
     guard = Guard(
         f"alpaca-eval outputs 600-{599 + len(guard_rows)}",
