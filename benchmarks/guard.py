@@ -163,6 +163,7 @@ def main() -> None:
         report[set_name]["per_prompt"] = by_label
     report["wall_seconds"] = time.perf_counter() - started
     (out / "guard.json").write_text(json.dumps(report, indent=2))
+    (out / "partial.json").unlink(missing_ok=True)  # the crash copy: guard.json holds it all now
     for set_name in prompt_sets:
         for label in [name for name in ("unguarded", "guarded", "target") if name in report[set_name]]:
             row = report[set_name][label]

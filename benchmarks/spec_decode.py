@@ -438,6 +438,7 @@ def finish(report: dict[str, Any], costs: CostModel, out: Path, speedup_model_ou
     add_predictions(report, costs)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec_decode.json").write_text(json.dumps(report, indent=2))
+    (out / "partial.json").unlink(missing_ok=True)  # the crash copy: spec_decode.json holds it all now
     write_speedup_model(report, speedup_model_out)
     print_table(report)
     plot(report, out / "spec_decode.png")

@@ -68,6 +68,8 @@ def time_decode(
         for key, step in steps_by_key.items():
             caches[key] = DynamicCache(config=config.get_text_config())
             step(ids, caches[key])  # prefill
+            if hasattr(caches[key], "activate_past_recording"):  # sliding-window layers past their window can crop
+                caches[key].activate_past_recording()  # (as generate() does after its prefill)
         for round_index in range(rounds + 1):  # round 0 is a warm-up
             for key, step in steps_by_key.items():
                 token = torch.randint(0, vocab, (1, 1), generator=generator)

@@ -344,3 +344,13 @@ def test_cli_trim_keeps_the_checkpoint_dtype_and_pads_to_the_target(tiny_tokeniz
     assert trimmed.dtype == torch.bfloat16  # not upcast to float32
     assert trimmed.config.vocab_size == vocab + 64 and not trimmed.config.context_tokens
     assert trimmed.config.trimming["base_model"] == "draft"  # the folder's name, not this machine's path
+
+
+def test_profile_times_sliding_window_drafts_past_their_window(tiny_tokenizer):
+    """Timing rounds crop the cache back to the prompt: sliding-window layers past their window must allow it."""
+    from hf_vocabtrim.profiling import decode_step, time_decode
+
+    draft = tiny_causal_lm("gemma3_text", len(tiny_tokenizer))
+    window = draft.config.sliding_window
+    timed = time_decode({"full": decode_step(draft)}, draft.config, prompt=window + 8, steps=4, rounds=2)
+    assert len(timed["full"]["samples_ms"]) == 2 and timed["full"]["ms"] > 0
