@@ -372,13 +372,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _head_specials(args: argparse.Namespace) -> list[int] | None:
-    """End-of-turn / eos ids from --tokenizer (None: the head's config eos)."""
-    if not args.tokenizer:
+def _head_specials(tokenizer: Any | None) -> list[int] | None:
+    """End-of-turn / eos ids of the target's tokenizer (None without one: the head's config eos)."""
+    if tokenizer is None:
         return None
     from .specials import special_token_ids
 
-    return sorted(special_token_ids(None, None, load_tokenizer(args.tokenizer)))
+    return sorted(special_token_ids(None, None, tokenizer))
 
 
 def cmd_eagle3(args: argparse.Namespace) -> int:
@@ -393,13 +393,14 @@ def cmd_eagle3(args: argparse.Namespace) -> int:
     from .report import write_report
 
     head = load_head(args.draft)
-    specials = _head_specials(args)
+    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
+    specials = _head_specials(tokenizer)
     problems = check_head(head, specials)
     if problems:
         raise ValueError(f"{args.draft} does not lint clean (`vocabtrim check`): " + " | ".join(problems))
     counts = TokenCounts.load(args.counts)
-    if args.tokenizer:
-        counts.check_tokenizer(load_tokenizer(args.tokenizer))
+    if tokenizer is not None:
+        counts.check_tokenizer(tokenizer)
     rows = head.draft_vocab_size
     report = Path(args.report) if args.report else Path(f"{args.out}.report")
     if args.plan:  # a plan from an earlier `vocabtrim eagle3` (its report folder)
@@ -441,7 +442,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .eagle3 import check_head, load_head
 
     head = load_head(args.model)
-    problems = check_head(head, _head_specials(args))
+    problems = check_head(head, _head_specials(load_tokenizer(args.tokenizer) if args.tokenizer else None))
     for problem in problems:
         print(f"{args.model}: {problem}")
     if not problems:

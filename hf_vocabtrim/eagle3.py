@@ -32,10 +32,12 @@ import torch
 
 from .counts import TokenCounts
 from .coverage import coverage_curve, rank_ids
+from .export import eagle3_buffers
 from .flops import eagle3_decode_flops, latency_reduction
 from .keep_plan import KeepPlan
 from .optimize import Curves
 from .planning import Plan, Utility, choose
+from .specials import id_list
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 LAYOUTS = ("eagle", "speculators", "dflash")
@@ -79,6 +81,11 @@ class DraftHead:
         if d2t is None:
             return np.arange(rows)
         return np.arange(d2t.numel()) + d2t.long().numpy()
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """The config's ``eos_token_id`` (an int or a list) as a list; empty when it has none."""
+        return id_list(self.config.get("eos_token_id", self._text.get("eos_token_id")))
 
     def flops(self, k: int | None = None) -> Any:
         """FLOPs per draft token of this head with k LM-head rows (default: its own)."""
@@ -184,8 +191,7 @@ def check_head(head: DraftHead, special_ids: list[int] | None = None) -> list[st
 
 def _special_problems(head: DraftHead, special_ids: list[int] | None) -> list[str]:
     if special_ids is None:
-        eos = head.config.get("eos_token_id", head._text.get("eos_token_id"))
-        special_ids = [] if eos is None else (eos if isinstance(eos, list) else [eos])
+        special_ids = head.eos_ids
     if not special_ids:
         return []
     present = set(head.head_ids.tolist())
@@ -208,9 +214,7 @@ def head_keep_plan(
         )
     allowed = np.zeros(vocab, dtype=bool)
     allowed[head.head_ids] = True
-    specials = set(counts.extra.get("special_ids", [])) | set(special_ids or [])
-    eos = head.config.get("eos_token_id", head._text.get("eos_token_id"))
-    specials |= set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    specials = set(counts.extra.get("special_ids", [])) | set(special_ids or []) | set(head.eos_ids)
     specials = {int(i) for i in specials if 0 <= int(i) < vocab}
     forced = sorted(i for i in specials if allowed[i])
     order = rank_ids(counts.counts, forced, vocab_size=vocab, allowed=allowed)
@@ -235,7 +239,8 @@ def plan_head(
     """Choose k among the head's rows: the paper's U(k) = alpha * C(k) + (1 - alpha) * R(k) under C(k) >= min_coverage
     with TPE (C: share of the counted assistant tokens kept; R: the EAGLE-3 head's FLOPs saved). ``k`` fixes it."""
     keep, missing = head_keep_plan(head, counts, special_ids)
-    rows = int(keep.info["head_rows"]) if keep.info else head.draft_vocab_size
+    assert keep.info is not None  # head_keep_plan records the head's rows there
+    rows = int(keep.info["head_rows"])
     vocab = keep.vocab_size
     coverage = coverage_curve(counts.counts, keep.order)
     reduction = latency_reduction(head.flops(), np.arange(vocab + 1), rows)  # k > rows: negative, never feasible
@@ -279,12 +284,10 @@ def trim_head(head: DraftHead, kept_ids: np.ndarray) -> DraftHead:
     tensors["lm_head.weight"] = head.tensors["lm_head.weight"].index_select(0, rows).contiguous()
     if "lm_head.bias" in tensors:
         tensors["lm_head.bias"] = head.tensors["lm_head.bias"].index_select(0, rows).contiguous()
-    kept_t = torch.as_tensor(kept)
-    tensors["d2t"] = (kept_t - torch.arange(kept_t.numel())).to(torch.int64)
+    buffers = eagle3_buffers(kept, head.vocab_size)  # the export's d2t offsets and t2d mask
+    tensors["d2t"] = buffers["d2t"]
     if "t2d" in head.tensors:  # where the layout has it
-        t2d = torch.zeros(head.vocab_size, dtype=torch.bool)
-        t2d[kept_t] = True
-        tensors["t2d"] = t2d
+        tensors["t2d"] = buffers["t2d"]
     config = json.loads(json.dumps(head.config))
     config["draft_vocab_size"] = int(kept.size)
     return DraftHead(head.layout, config, tensors, list(head.files))

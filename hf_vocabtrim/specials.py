@@ -12,16 +12,20 @@ from typing import Any
 _MARKER = "Xq7Zassistantmarker"
 
 
+def id_list(value: Any) -> list[int]:
+    """A token-id setting (``eos_token_id`` and the like: None, an int, or a list/tuple of ints) as a list of ints."""
+    if value is None:
+        return []
+    return [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+
+
 def special_token_ids(config: Any, generation_config: Any, tokenizer: Any | None) -> set[int]:
     """Ids a draft must be able to emit: eos/pad/bos of config and generation config, the tokenizer's special
     tokens, and the added tokens that the chat template writes right after an assistant turn (end of turn)."""
     ids: set[int] = set()
     for source in (config, generation_config, tokenizer):
         for name in ("eos_token_id", "pad_token_id", "bos_token_id"):
-            value = getattr(source, name, None) if source is not None else None
-            if value is None:
-                continue
-            ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+            ids.update(id_list(getattr(source, name, None) if source is not None else None))
     if tokenizer is not None:
         ids.update(int(i) for i in tokenizer.all_special_ids)
         ids.update(end_of_turn_ids(tokenizer))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .counts import TokenCounts, vocab_hash
 from .data import public_name
-from .specials import special_token_ids
+from .specials import id_list, special_token_ids
 
 
 def prompt_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -47,11 +47,7 @@ def _key(settings: dict[str, Any], ids: Sequence[int]) -> str:
 
 
 def _stop_ids(target: Any, tokenizer: Any) -> set[int]:
-    eos = getattr(target.generation_config, "eos_token_id", None)
-    ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return ids
+    return set(id_list(getattr(target.generation_config, "eos_token_id", None))) | set(id_list(tokenizer.eos_token_id))
 
 
 def generate_replies(
