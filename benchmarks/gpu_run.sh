@@ -3,7 +3,8 @@
 #
 #   here, once:  echo /.whl/ >> .git/info/exclude
 #                python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#                    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl transformers==5.24.0
+#                    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl transformers==5.24.0 \
+#                    huggingface_hub==2.4.0      # transformers 5.24 checks huggingface_hub >= 1.31 at import
 #   device run:  command "bash benchmarks/gpu_run.sh", carry [".whl"], timeout_s 600
 #   CPU twin:    SMOKE=1 bash benchmarks/gpu_run.sh   (tiny shapes, capture replaced by its CPU twin)
 #
@@ -23,8 +24,14 @@ fi
 export PYTHONUNBUFFERED=1
 smoke=()
 [ "${SMOKE:-0}" = "1" ] && smoke=(--smoke)
-"$python" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__,
-      torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')"
+# one line and exit 1 when the stack does not import (e.g. a huggingface_hub older than transformers wants)
+if ! "$python" -c "import torch, transformers, huggingface_hub; print('torch', torch.__version__, 'transformers',
+      transformers.__version__, 'huggingface_hub', huggingface_hub.__version__,
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')" 2>"$out/preflight.err"; then
+  echo "gpu_run: torch/transformers do not import here: $(tail -n 1 "$out/preflight.err")" >&2
+  echo "gpu_run: carry the wheels of transformers 5.24 and huggingface_hub in .whl/ (see the header)" >&2
+  exit 1
+fi
 timeout 90 "$python" benchmarks/gpu_eagle3_step.py "${smoke[@]}" --out "$out" 2>&1 | tee "$out/eagle3_step.log"
 timeout 480 "$python" benchmarks/gpu_assisted.py "${smoke[@]}" --out "$out" --budget-s 400 2>&1 \
   | grep -v "Loading weights" | tee "$out/gpu_assisted.log"

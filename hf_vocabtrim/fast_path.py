@@ -25,6 +25,7 @@ travels with checkpoints (the readable eager model).
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,34 +45,90 @@ _MIN_CAPACITY = 256
 # arguments the candidate generator passes to the assistant's generate(); anything else takes the eager path
 _HANDLED = {"input_ids", "attention_mask", "position_ids", "logits_to_keep", "cache", "use_cache"}
 _HANDLED |= {"min_new_tokens", "max_new_tokens", "generation_config", "logits_processor"}
+# one drafter per model (for its current device); the drafter holds its model weakly, so `del model` frees both
 _DRAFTERS: weakref.WeakKeyDictionary[Any, StaticDrafter] = weakref.WeakKeyDictionary()
+# why the static / captured path was turned off, per model and (device, dtype, capture)
+_DISABLED: weakref.WeakKeyDictionary[Any, dict[tuple, str]] = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
 
 
 def generate(model: Any, eager_generate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """One ``generate()`` call of a trimmed draft: the static/captured path where it applies, else ``eager_generate``
-    (transformers' own), to which a cache handle of this path is never passed."""
+    (transformers' own), to which a cache handle of this path is never passed.
+
+    The static / captured path may only make a round faster: any ``Exception`` inside it turns it off for this model
+    and device (one warning with the reason) and the same call is answered by the eager path. An error raised by a
+    logits processor goes to the eager path too, where a processor that fails there as well (the user's own) raises
+    as it would without this library."""
     drafter = _drafter(model)
     reason = None if drafter is None else _unsupported_call(model, args, kwargs)
     if drafter is not None and reason is None:
-        output = drafter.generate(**kwargs)
-        if output is not None:
-            return output
-        reason = drafter.refusal
+        if not drafter.lock.acquire(blocking=False):  # another thread is inside this drafter
+            reason = "another generation is running on this draft's static cache"
+        else:
+            try:
+                output = drafter.generate(**kwargs)
+            except ProcessorError as err:  # the eager path answers; if it succeeds, the failure was this path's
+                output = _eager(eager_generate, args, kwargs)
+                _disable(model, drafter, f"a logits processor failed on the static path only ({err.__cause__!r})")
+                return output
+            except Exception as err:
+                _disable(model, drafter, f"{type(err).__name__}: {err}")
+                return _eager(eager_generate, args, kwargs)
+            finally:
+                drafter.lock.release()
+            if output is not None:
+                return output
+            reason = drafter.refusal
     if reason and getattr(kwargs.get("generation_config"), "is_assistant", False):
         logger.warning_once(f"TrimmedDraftModel fast_path: {reason}; running the eager path.")
+    return _eager(eager_generate, args, kwargs)
+
+
+def _eager(eager_generate: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
     if isinstance(kwargs.get("cache"), CacheHandle):
         kwargs = {**kwargs, "cache": None}  # the eager path starts its own cache (prefill once)
     return eager_generate(*args, **kwargs)
 
 
+def _disable(model: Any, drafter: StaticDrafter, reason: str) -> None:
+    """Turn the static / captured path off for ``model`` on the drafter's device, free its cache and graphs, warn."""
+    with _REGISTRY_LOCK:
+        _DISABLED.setdefault(model, {})[drafter.key] = reason
+        if _DRAFTERS.get(model) is drafter:
+            del _DRAFTERS[model]
+    drafter.release()
+    logger.warning(
+        f"TrimmedDraftModel fast_path: turned off for this draft on {drafter.device} after an error ({reason}); "
+        "this call and the next ones run the eager path."
+    )
+
+
+def disabled_reason(model: Any) -> str | None:
+    """Why the static / captured path was turned off for ``model`` on its current device (None if it was not)."""
+    return _DISABLED.get(model, {}).get(_key(model, _capture_of(model)))
+
+
 def mode(model: Any) -> str:
     """``"captured"``, ``"static"`` or ``"eager"``: what an assistant call of ``model`` runs on its current device."""
     setting = getattr(model.config, "fast_path", "auto")
-    if setting == "eager" or unsupported_model(model):
+    if setting == "eager" or unsupported_model(model) or disabled_reason(model):
         return "eager"
     if model.device.type == "cuda":
+        drafter = _DRAFTERS.get(model)
+        if drafter is not None and drafter.matches(model, _capture_of(model)) and drafter.capture is None:
+            return "static"  # capture was turned off by its first-use check
         return "captured" if setting == "auto" else "static"
     return "static" if setting == "static" else "eager"
+
+
+def _rope_settings(config: Any) -> list[dict[str, Any]]:
+    """Every RoPE setting of ``config``: one dict, or one per layer type (Gemma 3's ``rope_parameters``)."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if not isinstance(rope, dict):
+        return []
+    nested = [value for value in rope.values() if isinstance(value, dict)]
+    return nested if nested and len(nested) == len(rope) else [rope]
 
 
 def unsupported_model(model: Any) -> str | None:
@@ -80,9 +137,10 @@ def unsupported_model(model: Any) -> str | None:
     attention = getattr(model.draft.config, "_attn_implementation", None)
     if attention not in ("sdpa", "eager"):
         return f"attention {attention!r} synchronises with the host (use attn_implementation='sdpa')"
-    rope = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
-    if rope.get("rope_type", rope.get("type")) in ("dynamic", "longrope"):
-        return f"{rope.get('rope_type', rope.get('type'))} RoPE changes with the sequence length"
+    for rope in _rope_settings(config):
+        kind = rope.get("rope_type", rope.get("type"))
+        if kind in ("dynamic", "longrope"):
+            return f"{kind} RoPE changes with the sequence length (it reads the longest position on the host)"
     layer_types, _ = get_layer_types_and_kwargs(config)
     if not set(layer_types) <= {"full_attention", "sliding_attention"}:
         return f"a static cache of layer types {sorted(set(layer_types))} is not supported"
@@ -93,6 +151,14 @@ def unsupported_model(model: Any) -> str | None:
     return None
 
 
+def _capture_of(model: Any) -> str | None:
+    return "cuda" if model.device.type == "cuda" and getattr(model.config, "fast_path", "auto") == "auto" else None
+
+
+def _key(model: Any, capture: str | None) -> tuple:
+    return (str(model.device), model.dtype, capture)
+
+
 def _drafter(model: Any) -> StaticDrafter | None:
     """The drafter of ``model`` on its current device (made and checked once), or None for the eager path."""
     setting = getattr(model.config, "fast_path", "auto")
@@ -101,21 +167,31 @@ def _drafter(model: Any) -> StaticDrafter | None:
         if setting != "eager":
             logger.info_once(f"TrimmedDraftModel fast_path='auto' captures on CUDA only (device {model.device}).")
         return None
-    capture = "cuda" if on_cuda and setting == "auto" else None
-    drafter = _DRAFTERS.get(model)
-    if drafter is not None and drafter.matches(model, capture):
-        return drafter
-    reason = unsupported_model(model)
-    if reason:
-        logger.warning_once(f"TrimmedDraftModel fast_path: {reason}; the eager path runs.")
-        return None
-    drafter = _DRAFTERS[model] = StaticDrafter(model, capture)
+    capture = _capture_of(model)
+    with _REGISTRY_LOCK:
+        drafter = _DRAFTERS.get(model)
+        if drafter is not None and drafter.matches(model, capture):
+            return drafter
+        reason = _DISABLED.get(model, {}).get(_key(model, capture)) or unsupported_model(model)
+        if reason:
+            logger.warning_once(f"TrimmedDraftModel fast_path: {reason}; the eager path runs.")
+            return None
+        if drafter is not None:
+            drafter.release()
+        drafter = _DRAFTERS[model] = StaticDrafter(model, capture)
     return drafter
 
 
 def attach(model: Any, drafter: StaticDrafter) -> None:
     """Use ``drafter`` for ``model``'s assistant calls (tests attach one with the CPU twin of capture)."""
-    _DRAFTERS[model] = drafter
+    with _REGISTRY_LOCK:
+        _DISABLED.pop(model, None)
+        _DRAFTERS[model] = drafter
+
+
+def drafter_of(model: Any) -> StaticDrafter | None:
+    """The drafter ``model``'s assistant calls use now, if any (for tests and benchmarks)."""
+    return _DRAFTERS.get(model)
 
 
 def _unsupported_call(model: Any, args: tuple, kwargs: dict[str, Any]) -> str | None:
@@ -140,15 +216,24 @@ def _unsupported_call(model: Any, args: tuple, kwargs: dict[str, Any]) -> str | 
     return None
 
 
-class CacheHandle:
-    """What the static path returns as ``.cache``: transformers' candidate generator crops it and passes it back;
-    the :class:`StaticDrafter` keeps the real cache and rolls it back itself from the longest common prefix."""
+class ProcessorError(Exception):
+    """A logits processor raised inside the static path (the error is its ``__cause__``)."""
 
-    def __init__(self, drafter: StaticDrafter) -> None:
+
+class CacheHandle:
+    """What the static path returns as ``.cache``: transformers' candidate generator crops it and passes it back. It
+    records the ids of its own generation (the input of the round that returned it), so the next round feeds only
+    the new tail; the :class:`StaticDrafter` keeps the real cache and rolls it back itself from the longest common
+    prefix. A handle that is no longer the drafter's latest (another generation started on the same draft since)
+    sends its generation to the eager path."""
+
+    def __init__(self, drafter: StaticDrafter, ids: list[int], length: int) -> None:
         self.drafter = drafter
+        self.ids = ids
+        self.length = length
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return len(self.drafter.ids)
+        return self.length
 
     def crop(self, max_length: int) -> None:
         """Nothing to do: the next call finds where the sequence diverged."""
@@ -156,11 +241,13 @@ class CacheHandle:
 
 @dataclass
 class _Step:
-    """A static step for inputs of one length: its input buffer, output buffer (V-wide float32 scores) and replay."""
+    """A static step for inputs of one length: its input buffer, output buffer (V-wide float32 scores), replay, and
+    whether its first replay was checked against the same step run uncaptured."""
 
     ids: torch.Tensor
     scores: torch.Tensor
     replay: Callable[[], Any]
+    checked: bool = False
 
 
 @dataclass
@@ -169,61 +256,102 @@ class _Processing:
 
     key: tuple
     config: Any
+    given: Any  # the processors passed in (held, so that their id cannot be reused while this is cached)
     processors: LogitsProcessorList
     do_sample: bool
     eos: set[int]
+
+
+# relative tolerance of the first-use check, by the draft's dtype (scaled by the largest finite score)
+_TOLERANCE = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 
 class StaticDrafter:
     """Proposals of one trimmed draft over a static KV cache it owns (see the module docstring).
 
     Args:
-        model: the :class:`~hf_vocabtrim.TrimmedDraftModel`.
-        capture: ``"cuda"`` (CUDA graphs), ``"twin"`` (the CPU stand-in: the same warm-up, rewind and static
-            buffers, replay = a call) or None (static steps run as they are).
+        model: the :class:`~hf_vocabtrim.TrimmedDraftModel` (held weakly: deleting the model frees the drafter).
+        capture: ``"cuda"`` (CUDA graphs), ``"twin"`` (the CPU stand-in: the same warm-up, rewind, static buffers
+            and first-use check, replay = a call) or None (static steps run as they are).
+
+    State the next call can trust whatever ended the last one (an exception, a KeyboardInterrupt): ``ids`` holds only
+    ids whose keys and values were fully written, and a round that did not finish leaves ``_dirty`` set, so the next
+    one sets every layer's cache position to ``len(ids)`` (absolute, not a relative crop). All work on the cache runs
+    under ``torch.inference_mode()``, whatever the caller's grad mode; what it returns is cloned outside it.
     """
 
     def __init__(self, model: Any, capture: str | None = None) -> None:
         if capture not in (None, "cuda", "twin"):
             raise ValueError(f"capture must be 'cuda', 'twin' or None, got {capture!r}.")
-        self.model = model
+        self._model = weakref.ref(model)
         self.capture = capture
+        self.requested = capture  # what was asked for (capture may be turned off by the first-use check)
         self.device, self.dtype = model.device, model.dtype
+        self.key = _key(model, capture if capture != "twin" else None)
         self.cache: Any = None
         self.capacity = 0
         self.ids: list[int] = []  # the ids whose keys and values the cache holds, in order
+        self.position = 0  # the cache position the next feed writes at (len(ids) between rounds)
         self.steps: dict[int, _Step] = {}
         self.pool: Any = None
+        self.stream: Any = torch.cuda.Stream(self.device) if capture == "cuda" else None
+        self.lock = threading.Lock()
         self.refusal: str | None = None  # why the last call was handed to the eager path
-        self._last_input: list[int] = []
+        self._dirty = False
+        self._owner: Callable[[], CacheHandle | None] = lambda: None
         self._processing: _Processing | None = None
-        self._handle = CacheHandle(self)
+
+    @property
+    def model(self) -> Any:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the draft of this StaticDrafter was freed.")
+        return model
 
     def matches(self, model: Any, capture: str | None) -> bool:
         """Still right for ``model`` (same device and dtype, same capture, or the attached CPU twin of capture)."""
-        same = model is self.model and (model.device, model.dtype) == (self.device, self.dtype)
-        return same and self.capture in (capture, "twin")
+        same = model is self._model() and (model.device, model.dtype) == (self.device, self.dtype)  # type: ignore[union-attr]
+        return same and self.requested in (capture, "twin")
+
+    def release(self) -> None:
+        """Free the cache, the graphs and their memory pool (the drafter rebuilds them if used again)."""
+        self.cache, self.capacity, self.ids, self.position, self.steps, self.pool = None, 0, [], 0, {}, None
+        self._processing = None
+
+    def _device(self) -> Any:
+        """The drafter's CUDA device made current (warm-up, capture and replay), a no-op elsewhere."""
+        return torch.cuda.device(self.device) if self.capture == "cuda" else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------------------- the cache
+    @torch.inference_mode()
     def reserve(self, length: int) -> None:
         """Make room for ``length`` positions: a new, larger cache (and new graphs) when needed."""
         if length <= self.capacity:
             return
         capacity = max(_MIN_CAPACITY, 2 * self.capacity, length)
         capacity = -(-capacity // _MIN_CAPACITY) * _MIN_CAPACITY
+        self.release()
         cache = StaticCache(config=self.model.config.get_text_config(decoder=True), max_cache_len=capacity)
         if not all(isinstance(layer, (StaticLayer, StaticSlidingWindowLayer)) for layer in cache.layers):
             raise ValueError(f"unsupported static cache layers {[type(layer).__name__ for layer in cache.layers]}")
         # every layer keeps every position: sliding-window layers get their window from the attention mask
         # (transformers' sliding-window mask over absolute positions), not from a rolling buffer
         cache.layers = [StaticLayer(max_cache_len=capacity) for _ in cache.layers]
-        self.cache, self.capacity, self.ids, self.steps, self.pool = cache, capacity, [], {}, None
+        self.cache, self.capacity, self._dirty = cache, capacity, False
+
+    @torch.inference_mode()
+    def _set_position(self, position: int) -> None:
+        """Every layer's write position set to ``position`` (absolute: right whatever a failed feed left)."""
+        for layer in self.cache.layers:
+            layer.cumulative_length.fill_(position)
+        self.position = position
 
     def _rewind(self, length: int) -> None:
         """Back to the first ``length`` ids (positions beyond are masked and overwritten later)."""
-        if length < len(self.ids):
-            self.cache.crop(-(len(self.ids) - length))
-            del self.ids[length:]
+        if self._dirty or length != self.position:
+            self._set_position(length)
+        del self.ids[length:]
+        self._dirty = False
 
     # ------------------------------------------------------------------------------------------- steps
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -234,47 +362,75 @@ class StaticDrafter:
 
     def _step(self, length: int) -> _Step:
         """The captured step for feeds of ``length`` ids, built on first use at the current position: two warm-up
-        runs outside the graph (lazy allocations, library handles), each rewound, then the capture, which records the
-        kernels without running them (the cache position does not move)."""
+        runs outside the graph (lazy allocations, library handles), each rewound, then the capture on this drafter's
+        own stream and device, which records the kernels without running them (the cache position does not move)."""
         step = self.steps.get(length)
         if step is not None:
             return step
         ids = torch.zeros(1, length, dtype=torch.long, device=self.device)
-        on_cuda = self.capture == "cuda"
-        stream = torch.cuda.Stream(self.device) if on_cuda else None
-        if stream is not None:
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            for _ in range(2):
-                scores = self._forward(ids)
-                self.cache.crop(-length)
-        if stream is not None:
-            torch.cuda.current_stream(self.device).wait_stream(stream)
+        start = self.position
+        if self.capture == "cuda":
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.stream):
+                for _ in range(2):
+                    self._forward(ids)
+                    self._set_position(start)
+            torch.cuda.current_stream(self.device).wait_stream(self.stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"):
                 scores = self._forward(ids)
             self.pool = graph.pool()
             step = _Step(ids, scores, graph.replay)
         else:  # the CPU twin: the same buffers and warm-up; a replay runs the step into the output buffer
+            for _ in range(2):
+                scores = self._forward(ids)
+                self._set_position(start)
             out = scores.clone()
             step = _Step(ids, out, lambda: out.copy_(self._forward(ids)))
         self.steps[length] = step
         return step
 
+    @torch.inference_mode()
     def _feed(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed ``ids`` (1, T) at the current position; the V-wide scores of the last one."""
-        if self.capture is None or ids.shape[1] not in CAPTURED_LENGTHS:
-            return self._forward(ids)  # uncaptured: the static path on any device, or a prompt's prefill
-        step = self._step(ids.shape[1])
-        step.ids.copy_(ids)
-        step.replay()
-        return step.scores
+        start, length = self.position, ids.shape[1]
+        with self._device():
+            if self.capture is None or length not in CAPTURED_LENGTHS:
+                scores = self._forward(ids)  # uncaptured: the static path on any device, or a prompt's prefill
+            else:
+                step = self._step(length)
+                step.ids.copy_(ids)
+                step.replay()
+                scores = step.scores if step.checked else self._check(step, ids, start)
+        self.position = start + length
+        return scores
+
+    def _check(self, step: _Step, ids: torch.Tensor, start: int) -> torch.Tensor:
+        """The first replay of a captured step against the same step run uncaptured (same inputs, same cache
+        position): a difference beyond the dtype's tolerance turns capture off for this drafter (static path)."""
+        captured = step.scores.clone()
+        self._set_position(start)
+        reference = self._forward(ids)
+        finite = torch.isfinite(reference)
+        scale = float(reference[finite].abs().max()) if bool(finite.any()) else 1.0
+        tolerance = _TOLERANCE.get(self.dtype, 1e-4) * max(scale, 1.0)
+        if torch.allclose(captured, reference, rtol=0.0, atol=tolerance):
+            step.checked = True
+        else:
+            difference = (captured - reference).nan_to_num(posinf=float("inf"), neginf=float("inf")).abs().max()
+            self.capture, self.steps, self.pool = None, {}, None
+            logger.warning(
+                f"TrimmedDraftModel fast_path: the first replay of a captured step differs from the same step run "
+                f"uncaptured (max |difference| {float(difference):.3g} > {tolerance:.3g}); capture is off for this "
+                "draft, its static path runs uncaptured."
+            )
+        return reference
 
     # ------------------------------------------------------------------------------------------- a round
     def _prepare(self, config: Any, processors: Any, input_length: int, min_new: int, max_new: int) -> _Processing:
         key = (id(config), id(processors), min_new, input_length if min_new else None)
         cached = self._processing
-        if cached is not None and cached.key == key and cached.config is config:
+        if cached is not None and cached.key == key and cached.config is config and cached.given is processors:
             return cached
         model = self.model
         prepared, _ = model._prepare_generation_config(config)
@@ -291,10 +447,24 @@ class StaticDrafter:
         )
         eos = prepared._eos_token_tensor
         eos_ids = set() if eos is None else {int(i) for i in eos.reshape(-1).tolist()}
-        self._processing = _Processing(key, config, built, bool(prepared.do_sample), eos_ids)
+        self._processing = _Processing(key, config, processors, built, bool(prepared.do_sample), eos_ids)
         return self._processing
 
-    @torch.no_grad()
+    def _history(self, input_ids: torch.Tensor, attention_mask: Any, cache: Any) -> list[int] | None:
+        """The host ids of this call's sequence (only the new tail read from the device for a continuation of this
+        drafter's latest generation); None, with ``refusal`` set, where this path cannot run the call."""
+        length = input_ids.shape[1]
+        if isinstance(cache, CacheHandle) and cache.drafter is self:
+            if cache is not self._owner():
+                self.refusal = "another generation started on this draft since (its static cache holds that one)"
+                return None
+            if len(cache.ids) <= length:
+                return cache.ids + input_ids[0, len(cache.ids) :].tolist()
+        if attention_mask is not None and not bool(attention_mask.all()):
+            self.refusal = "padding in the attention mask"
+            return None
+        return input_ids[0].tolist()
+
     def generate(
         self,
         input_ids: torch.Tensor,
@@ -309,48 +479,51 @@ class StaticDrafter:
         """One assistant round: the ``max_new_tokens`` proposals after ``input_ids`` (1, n), with their V-wide scores,
         as transformers' ``generate()`` returns them; None (``refusal`` says why) where this path cannot run it."""
         self.refusal = None
+        host = self._history(input_ids, attention_mask, cache)
+        if host is None:
+            return None
         length = input_ids.shape[1]
         max_new = max(int(max_new_tokens or 1), 1)
-        if cache is self._handle and len(self._last_input) <= length:  # a continuation: only the tail is new
-            host = self._last_input + input_ids[0, len(self._last_input) :].tolist()
-        else:
-            if attention_mask is not None and not bool(attention_mask.all()):
-                self.refusal = "padding in the attention mask"
-                return None
-            host = input_ids[0].tolist()
         self.reserve(length + max_new)
-        self._last_input = host
         common = 0
-        for cached, new in zip(self.ids, host):
-            if cached != new:
+        for cached, given in zip(self.ids, host):
+            if cached != given:
                 break
             common += 1
         self._rewind(min(common, length - 1))
         processing = self._prepare(generation_config, logits_processor, length, int(min_new_tokens or 0), max_new)
 
+        self._dirty = True  # until the round ends normally: the next call then sets the cache position absolutely
         scores = self._feed(input_ids[:, len(self.ids) :])
         self.ids.extend(host[len(self.ids) :])
         sequence, tokens, outputs = input_ids, [], []
-        for index in range(max_new):
-            scores = scores.clone()  # the step's output buffer is overwritten by the next replay
-            if processing.processors:
-                scores = processing.processors(sequence, scores)  # type: ignore[arg-type]
-            if processing.do_sample:
-                token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
-            else:
-                token = scores.argmax(dim=-1, keepdim=True)
-            outputs.append(scores)
-            tokens.append(token)
-            if index + 1 < max_new:
+        with torch.no_grad():
+            for index in range(max_new):
+                scores = scores.clone()  # outside inference mode; the step's buffer is overwritten by the next replay
                 if processing.processors:
-                    sequence = torch.cat([sequence, token], dim=-1)
-                scores = self._feed(token)
-        proposed = torch.cat(tokens, dim=-1)
-        new = proposed[0].tolist()  # the round's one host synchronisation
-        self.ids.extend(new[:-1])  # every proposal but the last was fed
-        stop = next((i + 1 for i, token_id in enumerate(new) if token_id in processing.eos), len(new))
-        return GenerateDecoderOnlyOutput(
-            sequences=torch.cat([input_ids, proposed[:, :stop]], dim=-1),  # type: ignore[arg-type]
-            scores=tuple(outputs[:stop]),  # type: ignore[arg-type]
-            cache=self._handle,  # type: ignore[arg-type]
-        )
+                    try:
+                        scores = processing.processors(sequence, scores)  # type: ignore[arg-type]
+                    except Exception as err:
+                        raise ProcessorError(str(err)) from err
+                if processing.do_sample:
+                    token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
+                else:
+                    token = scores.argmax(dim=-1, keepdim=True)
+                outputs.append(scores)
+                tokens.append(token)
+                if index + 1 < max_new:
+                    if processing.processors:
+                        sequence = torch.cat([sequence, token], dim=-1)
+                    scores = self._feed(token)
+            proposed = torch.cat(tokens, dim=-1)
+            new: list[int] = proposed[0].tolist()  # the round's one host synchronisation
+            self.ids.extend(new[:-1])  # every proposal but the last was fed
+            self._dirty = False
+            handle = CacheHandle(self, host, len(self.ids))
+            self._owner = weakref.ref(handle)
+            stop = next((i + 1 for i, token_id in enumerate(new) if token_id in processing.eos), len(new))
+            return GenerateDecoderOnlyOutput(
+                sequences=torch.cat([input_ids, proposed[:, :stop]], dim=-1),  # type: ignore[arg-type]
+                scores=tuple(outputs[:stop]),  # type: ignore[arg-type]
+                cache=handle,  # type: ignore[arg-type]
+            )

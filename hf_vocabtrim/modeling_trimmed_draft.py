@@ -13,6 +13,8 @@ import copy
 import importlib
 import os
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,6 +43,17 @@ logger = logging.get_logger(__name__)
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 _INITIAL_CONTEXT_CAPACITY = 256
+# generate() of one draft runs one call at a time: a forward's context slots are per-model state read by the scatter
+_GENERATE_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def _generate_lock(model: Any) -> threading.RLock:
+    with _LOCKS_LOCK:
+        lock = _GENERATE_LOCKS.get(model)
+        if lock is None:
+            lock = _GENERATE_LOCKS[model] = threading.RLock()
+    return lock
 
 
 class ScatterToFullVocabLogitsProcessor(LogitsProcessor):
@@ -613,18 +626,20 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         """transformers' ``generate()``. Called as an ``assistant_model`` with ``config.fast_path`` ``"auto"`` (on a
         CUDA device) or ``"static"``, the proposals run over a static KV cache this draft owns, as CUDA-graph replays
         on a GPU (``hf_vocabtrim.fast_path``, which needs the package installed); where that path does not apply
-        (batch > 1, an unsupported cache, ...), it says why once and this eager path runs."""
-        if getattr(self.config, "fast_path", "auto") != "eager":
-            try:
-                fast_path = importlib.import_module("hf_vocabtrim.fast_path")
-            except ImportError:
-                logger.warning_once(
-                    "TrimmedDraftModel: fast_path needs hf-vocabtrim installed (`pip install hf-vocabtrim`); "
-                    "running the eager path."
-                )
-            else:
-                return fast_path.generate(self, super().generate, *args, **kwargs)
-        return super().generate(*args, **kwargs)
+        (batch > 1, an unsupported cache, ...), it says why once and this eager path runs. Calls from several threads
+        run one at a time (a forward's context slots are state of the model)."""
+        with _generate_lock(self):
+            if getattr(self.config, "fast_path", "auto") != "eager":
+                try:
+                    fast_path = importlib.import_module("hf_vocabtrim.fast_path")
+                except ImportError:
+                    logger.warning_once(
+                        "TrimmedDraftModel: fast_path needs hf-vocabtrim installed (`pip install hf-vocabtrim`); "
+                        "running the eager path."
+                    )
+                else:
+                    return fast_path.generate(self, super().generate, *args, **kwargs)
+            return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(
         self,

@@ -65,7 +65,8 @@ def test_static_and_captured_twin_propose_exactly_what_the_eager_path_proposes(a
                 drafted[path] += [d.tolist() for d in stats.drafted]
         assert drafted["static"] == drafted["eager"] == drafted["captured-twin"], (arch, context)
         if arch == "qwen2":  # the drafter held the sequence between rounds: no prefill after the first round
-            assert fast_path._DRAFTERS[trimmed].capture == "twin" and set(fast_path._DRAFTERS[trimmed].steps) == {1, 2}
+            drafter = fast_path.drafter_of(trimmed)
+            assert drafter.capture == "twin" and set(drafter.steps) == {1, 2}
 
 
 class _Counting(StaticDrafter):
@@ -191,7 +192,7 @@ def test_static_decode_step_compiles_fullgraph(arch, tiny_tokenizer):
     _, _, trimmed = _pair(arch, tiny_tokenizer, True)
     drafter = StaticDrafter(use_path(trimmed, "static"))
     drafter.reserve(64)
-    with torch.no_grad():
+    with torch.inference_mode():  # as the drafter runs every step, whatever the caller's grad mode
         drafter._forward(_prompts(tiny_tokenizer, 1)[0])
         step = torch.compile(drafter._forward, fullgraph=True, dynamic=False, backend="eager")
         token = torch.tensor([[7]])
@@ -268,4 +269,4 @@ def test_a_draft_kept_whole_gets_the_path_too(tiny_tokenizer):
                 target.generate(**kwargs, do_sample=False, assistant_model=assistant)
             drafted.append([d.tolist() for d in stats.drafted])
         assert drafted[0] == drafted[1]
-    assert fast_path._DRAFTERS[whole].ids  # the path ran
+    assert fast_path.drafter_of(whole).ids  # the path ran

@@ -61,3 +61,22 @@ def test_gpu_eagle3_step_smoke(tmp_path: Path) -> None:
         assert set(times) == {"1024", "512", "256"} and all(value > 0 for value in times.values())
         assert report["speedup_vs_first_k"][batch]["1024"] == 1.0
     assert 0 < report["lm_head_share_flops"]["256"] < report["lm_head_share_flops"]["1024"] < 1
+
+
+def test_gpu_run_says_in_one_line_when_the_stack_does_not_import(tmp_path: Path) -> None:
+    """A device image whose huggingface_hub is older than transformers 5.24 wants fails at `import transformers`:
+    the script stops before any benchmark with one line saying so (it used to run both into the same error)."""
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/bin/sh\necho 'ImportError: huggingface-hub>=1.31.0,<3.0 is required for a normal functioning of this "
+        "module, but found huggingface-hub==0.36.0.' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out")}
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_run.sh")], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("gpu_run:")]
+    assert "huggingface-hub>=1.31.0" in lines[0] and ".whl" in lines[1]
+    assert not (tmp_path / "out" / "gpu_assisted.json").exists()

@@ -15,7 +15,7 @@ from hf_vocabtrim.tiny import tiny_causal_lm
 
 # What the code files travelling with a checkpoint import outside `try` (transformers' check_imports imports these).
 ALLOWED_IMPORTS = {"torch", "transformers", "accelerate", "__future__", "copy", "importlib", "os", "sys", "collections"}
-ALLOWED_IMPORTS |= {"typing", "."}
+ALLOWED_IMPORTS |= {"typing", "threading", "weakref", "."}
 
 CHILD = textwrap.dedent(
     """
