@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hf_vocabtrim.acceptance import acceptance_curve
-from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.coverage import coverage_curve
-from hf_vocabtrim.data import ChatColumns, load_chats
-from hf_vocabtrim.keep_plan import KeepPlan
-from hf_vocabtrim.target_outputs import count_replies, generate_replies, prompt_messages
+from hf_vocabtrim.data.chats import ChatColumns, load_chats
+from hf_vocabtrim.data.counting import count_tokens
+from hf_vocabtrim.data.target_outputs import count_replies, generate_replies, prompt_messages
+from hf_vocabtrim.selection.acceptance import acceptance_curve
+from hf_vocabtrim.selection.coverage import coverage_curve
+from hf_vocabtrim.selection.keep_plan import KeepPlan
 
 sys.path.insert(0, str(Path(__file__).parent))
 from spec_decode import humaneval, humaneval_chat, load_pair  # noqa: E402

@@ -5,7 +5,7 @@ long multi-turn chats (the same turns joined into 20-message conversations):
 - floor: the fast tokenizer alone, tokenising the already rendered chats in batched calls;
 - naive: one chat at a time (render, tokenise with offsets, mark tokens in Python loops over offsets), as the
   paper's reference script does;
-- ours: ``hf_vocabtrim.counting.count_tokens`` (template rendering included).
+- ours: ``hf_vocabtrim.data.counting.count_tokens`` (template rendering included).
 
     python benchmarks/count_throughput.py --tokenizer DIR --data alpaca_eval/example/outputs.json
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 def count_naive(tokenizer: Any, rows: Iterable[dict[str, Any]]) -> np.ndarray:
     """Reference counter: per chat, per token Python loops (slow, obviously right)."""
-    from hf_vocabtrim.masking import render_with_spans
+    from hf_vocabtrim.data.masking import render_with_spans
 
     counts = np.zeros(len(tokenizer), dtype=np.int64)
     for row in rows:
@@ -38,7 +38,7 @@ def count_naive(tokenizer: Any, rows: Iterable[dict[str, Any]]) -> np.ndarray:
 
 
 def load_rows(path: str, limit: int | None) -> list[dict[str, Any]]:
-    from hf_vocabtrim.data import ChatColumns, load_chats
+    from hf_vocabtrim.data.chats import ChatColumns, load_chats
 
     rows = list(load_chats(path, columns=ChatColumns(prompt="instruction", response="output"), max_examples=limit))
     return rows
@@ -52,8 +52,8 @@ def multi_turn(rows: list[dict[str, Any]], turns: int = 10) -> list[dict[str, An
 
 
 def bench(tokenizer: Any, rows: list[dict[str, Any]], repeats: int, batch_size: int) -> dict[str, Any]:
-    from hf_vocabtrim.counting import count_tokens
-    from hf_vocabtrim.masking import render_with_spans
+    from hf_vocabtrim.data.counting import count_tokens
+    from hf_vocabtrim.data.masking import render_with_spans
 
     texts = [render_with_spans(tokenizer, r["messages"])[0] for r in rows]
     times: dict[str, list[float]] = {"floor": [], "naive": [], "ours": []}
@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     rows = load_rows(args.data, args.limit) * args.copies
-    from hf_vocabtrim.counts import vocab_hash
+    from hf_vocabtrim.data.counts import vocab_hash
 
     vocab_hash(tokenizer)  # computed once per tokenizer and cached: not part of the per-data cost
     result = {

@@ -22,9 +22,9 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from hf_vocabtrim import TrimmedDraftModel
-from hf_vocabtrim.flops import decode_flops, latency_reduction
-from hf_vocabtrim.plotting import plot_latency
-from hf_vocabtrim.profiling import decode_step, fit_linear, time_decode
+from hf_vocabtrim.measure.profiling import decode_step, fit_linear, time_decode
+from hf_vocabtrim.selection.flops import decode_flops, latency_reduction
+from hf_vocabtrim.selection.plotting import plot_latency
 
 SHAPES = {
     "qwen2.5-0.5b": dict(

@@ -38,10 +38,11 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
-from hf_vocabtrim import TrimmedDraftModel, fast_path
-from hf_vocabtrim.assisted_costs import _rounds
-from hf_vocabtrim.fast_path import StaticDrafter
-from hf_vocabtrim.instrument import record_assisted
+from hf_vocabtrim import TrimmedDraftModel
+from hf_vocabtrim.measure.assisted_costs import _rounds
+from hf_vocabtrim.measure.instrument import record_assisted
+from hf_vocabtrim.model import fast_path
+from hf_vocabtrim.model.fast_path import StaticDrafter
 from hf_vocabtrim.tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
 
 ROOT = Path(__file__).resolve().parents[1]

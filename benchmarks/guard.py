@@ -26,15 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hf_vocabtrim.acceptance import AcceptanceCurve, measure_acceptance
-from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.data import ChatColumns, load_chats
-from hf_vocabtrim.guard import Guard
-from hf_vocabtrim.keep_plan import KeepPlan
-from hf_vocabtrim.planning import Speedup, plan
-from hf_vocabtrim.report import write_report
-from hf_vocabtrim.speedup import CostModel
-from hf_vocabtrim.trimming import trim_draft
+from hf_vocabtrim.data.chats import ChatColumns, load_chats
+from hf_vocabtrim.data.counting import count_tokens
+from hf_vocabtrim.model.trimming import trim_draft
+from hf_vocabtrim.selection.acceptance import AcceptanceCurve, measure_acceptance
+from hf_vocabtrim.selection.guard import Guard
+from hf_vocabtrim.selection.keep_plan import KeepPlan
+from hf_vocabtrim.selection.planning import Speedup, plan
+from hf_vocabtrim.selection.report import write_report
+from hf_vocabtrim.selection.speedup import CostModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from spec_decode import (  # noqa: E402

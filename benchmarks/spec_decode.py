@@ -33,7 +33,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_vocabtrim import TrimmedDraftModel
-from hf_vocabtrim.acceptance import (
+from hf_vocabtrim.data.chats import ChatColumns, load_chats
+from hf_vocabtrim.data.counting import count_tokens
+from hf_vocabtrim.measure.assisted_costs import profile_assisted
+from hf_vocabtrim.measure.instrument import record_assisted
+from hf_vocabtrim.model.trimming import trim_draft
+from hf_vocabtrim.selection.acceptance import (
     AcceptanceCurve,
     context_rows,
     first_occurrence,
@@ -43,14 +48,9 @@ from hf_vocabtrim.acceptance import (
     measure_acceptance,
     target_steps,
 )
-from hf_vocabtrim.assisted_costs import profile_assisted
-from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.data import ChatColumns, load_chats
-from hf_vocabtrim.instrument import record_assisted
-from hf_vocabtrim.planning import Speedup, Utility, plan
-from hf_vocabtrim.report import write_report
-from hf_vocabtrim.speedup import CostModel
-from hf_vocabtrim.trimming import trim_draft
+from hf_vocabtrim.selection.planning import Speedup, Utility, plan
+from hf_vocabtrim.selection.report import write_report
+from hf_vocabtrim.selection.speedup import CostModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gguf_cache import convert_gguf  # noqa: E402

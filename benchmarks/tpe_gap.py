@@ -12,10 +12,10 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.data import ChatColumns, load_chats
+from hf_vocabtrim.data.chats import ChatColumns, load_chats
+from hf_vocabtrim.data.counting import count_tokens
 from hf_vocabtrim.loaders import load_draft_config
-from hf_vocabtrim.planning import Utility, plan
+from hf_vocabtrim.selection.planning import Utility, plan
 
 
 def main() -> None:

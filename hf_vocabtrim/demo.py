@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .counting import count_tokens
-from .data import load_chats
+from .data.chats import load_chats
+from .data.counting import count_tokens
 from .loaders import load_draft_config
-from .planning import Utility, plan
-from .report import write_report
+from .model.trimming import trim_draft
+from .selection.planning import Utility, plan
+from .selection.report import write_report
 from .tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
-from .trimming import trim_draft
 
 
 def train_tiny_target(tokenizer: Any, chats: list[dict[str, Any]], steps: int = 150, seed: int = 0) -> Any:

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .data import is_hub_id, public_name
+from .data.chats import is_hub_id, public_name
 
-CODE_FILES = ("modeling_trimmed_draft.py", "configuration_trimmed_draft.py", "specials.py")
+# the code that travels with a checkpoint (0.3 folders carry specials.py instead of trimmed_head.py)
+CODE_FILES = ("modeling_trimmed_draft.py", "configuration_trimmed_draft.py")
 
 CARD_TEMPLATE = """---
 {metadata}

@@ -21,10 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.counts import TokenCounts, vocab_hash
-from hf_vocabtrim.data import load_chats
-from hf_vocabtrim.eagle3 import check_head, load_head
+from hf_vocabtrim.data.chats import load_chats
+from hf_vocabtrim.data.counting import count_tokens
+from hf_vocabtrim.data.counts import TokenCounts, vocab_hash
+from hf_vocabtrim.engines.eagle3 import check_head, load_head
 from hf_vocabtrim.hub import (
     check_trimmed_folder,
     model_card,
@@ -33,11 +33,11 @@ from hf_vocabtrim.hub import (
     resolve_token,
     validate_repo_id,
 )
-from hf_vocabtrim.keep_plan import KeepPlan
 from hf_vocabtrim.loaders import DTYPES, load_causal_lm, load_draft_config, load_tokenizer
-from hf_vocabtrim.planning import Utility, plan
-from hf_vocabtrim.report import write_report
-from hf_vocabtrim.trimming import trim_draft
+from hf_vocabtrim.model.trimming import trim_draft
+from hf_vocabtrim.selection.keep_plan import KeepPlan
+from hf_vocabtrim.selection.planning import Utility, plan
+from hf_vocabtrim.selection.report import write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from hf_vocabtrim import TrimmedDraftModel, fast_path
-from hf_vocabtrim.fast_path import StaticDrafter
+from hf_vocabtrim import TrimmedDraftModel
+from hf_vocabtrim.model import fast_path
+from hf_vocabtrim.model.fast_path import StaticDrafter
 
 PATHS = ["eager", "static", "captured-twin"]
 

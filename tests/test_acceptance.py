@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import hf_vocabtrim.acceptance as acceptance
+import hf_vocabtrim.selection.acceptance as acceptance
 from hf_vocabtrim import TrimmedDraftModel
-from hf_vocabtrim.acceptance import (
+from hf_vocabtrim.measure.instrument import record_assisted
+from hf_vocabtrim.model.modeling_trimmed_draft import scatter_to_full_vocab
+from hf_vocabtrim.selection.acceptance import (
     context_rows,
     first_occurrence,
     match_intervals,
@@ -17,8 +19,6 @@ from hf_vocabtrim.acceptance import (
     target_steps,
     tokens_per_step,
 )
-from hf_vocabtrim.instrument import record_assisted
-from hf_vocabtrim.modeling_trimmed_draft import scatter_to_full_vocab
 from hf_vocabtrim.tiny import tiny_causal_lm
 
 

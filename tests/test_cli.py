@@ -10,20 +10,21 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from hf_vocabtrim import cli
-from hf_vocabtrim.acceptance import AcceptanceCurve
-from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.guard import Guard
-from hf_vocabtrim.keep_plan import KeepPlan
-from hf_vocabtrim.planning import Utility, plan
-from hf_vocabtrim.report import summarize
+from hf_vocabtrim import commands
+from hf_vocabtrim.commands import trim as trim_command
+from hf_vocabtrim.data.counting import count_tokens
+from hf_vocabtrim.selection.acceptance import AcceptanceCurve
+from hf_vocabtrim.selection.guard import Guard
+from hf_vocabtrim.selection.keep_plan import KeepPlan
+from hf_vocabtrim.selection.planning import Utility, plan
+from hf_vocabtrim.selection.report import summarize
 from hf_vocabtrim.tiny import demo_chats, tiny_causal_lm
 
 
 def _run(capsys, argv: list[str]) -> tuple[int, str]:
     """(exit status, stderr) of the CLI, parser errors included."""
     try:
-        status = cli.main(argv)
+        status = commands.main(argv)
     except SystemExit as exit_:
         status = int(exit_.code or 0)
     return status, capsys.readouterr().err
@@ -85,14 +86,16 @@ def test_trim_checks_k_against_the_plan_before_loading_weights(capsys, workspace
     counts = workspace / "counts.json"
     tokenizer = str(workspace / "draft")
     assert (
-        cli.main(["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", tokenizer, "--out", str(counts)])
+        commands.main(
+            ["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", tokenizer, "--out", str(counts)]
+        )
         == 0
     )
 
     def no_weights(*args, **kwargs):
         raise AssertionError("weights loaded before --k was checked")
 
-    monkeypatch.setattr(cli, "load_causal_lm", no_weights)
+    monkeypatch.setattr(trim_command, "load_causal_lm", no_weights)
     capsys.readouterr()
     args = ["trim", "--draft", str(workspace / "draft"), "--counts", str(counts), "--out", str(workspace / "t")]
     status, err = _run(capsys, [*args, "--k", "999999"])
@@ -100,11 +103,11 @@ def test_trim_checks_k_against_the_plan_before_loading_weights(capsys, workspace
 
 
 def test_help_shows_defaults_and_every_flag_has_a_help_line(capsys):
-    parser = cli.build_parser()
+    parser = commands.build_parser()
     assert "speculative decoding" in parser.format_help() and "command line:" not in parser.format_help()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert {"count", "optimize", "trim", "profile", "acceptance", "export", "import", "demo"} <= set(commands.choices)
-    for name, sub in commands.choices.items():
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"count", "optimize", "trim", "profile", "acceptance", "export", "import", "demo"} <= set(subparsers.choices)
+    for name, sub in subparsers.choices.items():
         text = sub.format_help()
         for action in sub._actions:
             if action.dest == "help":
@@ -117,12 +120,12 @@ def test_help_shows_defaults_and_every_flag_has_a_help_line(capsys):
 def test_shared_files_hold_no_local_path(workspace, tiny_tokenizer):
     """count -> optimize (with a guard) -> trim with absolute paths: none of them in what a user may share."""
     draft, counts = str(workspace / "draft"), str(workspace / "counts.json")
-    assert cli.main(["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", draft, "--out", counts]) == 0
+    assert commands.main(["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", draft, "--out", counts]) == 0
     optimize = ["optimize", "--counts", counts, "--draft-config", draft, "--min-coverage", "0.5", "--trials", "10"]
     guard = ["--guard-data", str(workspace / "general.jsonl"), "--tokenizer", draft]
-    assert cli.main([*optimize, *guard, "--out", str(workspace / "plan")]) == 0
+    assert commands.main([*optimize, *guard, "--out", str(workspace / "plan")]) == 0
     trim = ["trim", "--draft", draft, "--plan", str(workspace / "plan"), "--out", str(workspace / "trimmed")]
-    assert cli.main(trim) == 0
+    assert commands.main(trim) == 0
     shared = [workspace / "counts.json", workspace / "trimmed" / "config.json"]
     shared += [workspace / "plan" / name for name in ("summary.json", "trials.json", "pareto.json")]
     for path in shared:
@@ -194,10 +197,10 @@ def test_tau_guard_from_an_acceptance_curve(tiny_tokenizer):
 
 def test_cli_guard_prints_when_it_decided_and_the_png_reads(capsys, workspace):
     draft, counts = str(workspace / "draft"), str(workspace / "counts.json")
-    assert cli.main(["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", draft, "--out", counts]) == 0
+    assert commands.main(["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", draft, "--out", counts]) == 0
     args = ["optimize", "--counts", counts, "--draft-config", draft, "--min-coverage", "0.5", "--alpha", "0.3"]
     args += ["--k-min", "8", "--guard-data", str(workspace / "general.jsonl"), "--tokenizer", draft]
-    assert cli.main([*args, "--max-guard-loss", "0.05", "--out", str(workspace / "plan")]) == 0
+    assert commands.main([*args, "--max-guard-loss", "0.05", "--out", str(workspace / "plan")]) == 0
     out = capsys.readouterr().out
     summary = json.loads((workspace / "plan" / "summary.json").read_text())
     assert summary["decided_by"] == "guard" and "not the objective, set k" in out
@@ -214,7 +217,7 @@ def test_report_figure_labels_every_axis_and_keeps_legends_off_the_curves(tiny_t
     )  # fmt: skip
     figures = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: figures.append(self))
-    from hf_vocabtrim.report import write_report
+    from hf_vocabtrim.selection.report import write_report
 
     write_report(planned, tmp_path, config, alpha=0.3)
     (figure,) = figures
@@ -244,10 +247,10 @@ def test_cli_tau_guard_measured_with_the_models(capsys, workspace, tiny_tokenize
     target = tiny_causal_lm("qwen2", len(tiny_tokenizer), seed=4, eos_token_id=tiny_tokenizer.eos_token_id)
     target.save_pretrained(workspace / "target")
     draft, counts = str(workspace / "draft"), str(workspace / "counts.json")
-    assert cli.main(["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", draft, "--out", counts]) == 0
+    assert commands.main(["count", "--data", str(workspace / "code.jsonl"), "--tokenizer", draft, "--out", counts]) == 0
     args = ["optimize", "--counts", counts, "--draft-config", draft, "--min-coverage", "0.5", "--k-min", "8"]
     args += ["--guard-data", str(workspace / "general.jsonl"), "--target", str(workspace / "target"), "--draft", draft]
-    assert cli.main([*args, "--context-tokens", "--trials", "10", "--out", str(workspace / "plan")]) == 0
+    assert commands.main([*args, "--context-tokens", "--trials", "10", "--out", str(workspace / "plan")]) == 0
     guard = json.loads((workspace / "plan" / "summary.json").read_text())["guard"]
     assert guard["kind"] == "tau" and guard["source"] == "general.jsonl" and "with context ids" in guard["what"]
     assert guard["value"] >= guard["floor"] == pytest.approx(0.97)

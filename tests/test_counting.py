@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hf_vocabtrim.cli import main
-from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.counts import TokenCounts, vocab_hash
-from hf_vocabtrim.data import load_chats
-from hf_vocabtrim.masking import assistant_token_mask, has_generation_tags, render_batch_with_spans
+from hf_vocabtrim.commands import main
+from hf_vocabtrim.data.chats import ChatColumns, load_chats
+from hf_vocabtrim.data.counting import count_tokens
+from hf_vocabtrim.data.counts import TokenCounts, vocab_hash
+from hf_vocabtrim.data.masking import assistant_token_mask, has_generation_tags, render_batch_with_spans
 from hf_vocabtrim.tiny import demo_chats
 from tests.conftest import plain
 
@@ -141,7 +141,7 @@ def test_load_chats_formats(tmp_path, tiny_tokenizer):
     assert counts.mode == "text" and counts.num_tokens > 0
     custom = load_chats(
         [{"q": "What is 2+2?", "a": "4"}],
-        columns=__import__("hf_vocabtrim.data").data.ChatColumns(prompt="q", response="a"),
+        columns=ChatColumns(prompt="q", response="a"),
     )
     assert plain(list(custom)[0]["messages"]) == expected
     with pytest.raises(ValueError, match="cannot tell the chat layout"):

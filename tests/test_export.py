@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from hf_vocabtrim import TrimmedDraftModel
-from hf_vocabtrim.cli import main
-from hf_vocabtrim.export import eagle3_buffers, export_token_map, import_token_map
+from hf_vocabtrim.commands import main
+from hf_vocabtrim.engines.export import eagle3_buffers, export_token_map, import_token_map
 from hf_vocabtrim.tiny import tiny_causal_lm
 
 V = 300

@@ -11,10 +11,11 @@ import pytest
 import torch
 from transformers import DynamicCache, GenerationConfig
 
-from hf_vocabtrim import TrimmedDraftConfig, TrimmedDraftModel, fast_path
-from hf_vocabtrim.fast_path import StaticDrafter
-from hf_vocabtrim.instrument import record_assisted
-from hf_vocabtrim.modeling_trimmed_draft import ContextSlots, scatter_to_full_vocab
+from hf_vocabtrim import TrimmedDraftConfig, TrimmedDraftModel
+from hf_vocabtrim.measure.instrument import record_assisted
+from hf_vocabtrim.model import fast_path
+from hf_vocabtrim.model.fast_path import StaticDrafter
+from hf_vocabtrim.model.modeling_trimmed_draft import ContextSlots, scatter_to_full_vocab
 from hf_vocabtrim.tiny import TINY_CONFIGS, demo_chats, tiny_causal_lm
 
 from .helpers import use_path
@@ -171,7 +172,7 @@ def test_modes_fallbacks_and_config(tiny_tokenizer, tmp_path, caplog):
     kwargs = {"input_ids": prompt, "attention_mask": torch.ones_like(prompt), "max_new_tokens": 12}
     reference = target.generate(**kwargs, do_sample=False)
     trimmed.generation_config.assistant_confidence_threshold = 0.3
-    with caplog.at_level(logging.WARNING, logger="hf_vocabtrim.fast_path"):
+    with caplog.at_level(logging.WARNING, logger="hf_vocabtrim.model.fast_path"):
         assert torch.equal(target.generate(**kwargs, do_sample=False, assistant_model=trimmed), reference)
     assert "confidence threshold" in caplog.text
     trimmed.generation_config.assistant_confidence_threshold = 0.0

@@ -16,9 +16,10 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.generation.candidate_generator import AssistedCandidateGenerator
 
-from hf_vocabtrim import TrimmedDraftModel, fast_path
-from hf_vocabtrim.fast_path import StaticDrafter
-from hf_vocabtrim.instrument import record_assisted
+from hf_vocabtrim import TrimmedDraftModel
+from hf_vocabtrim.measure.instrument import record_assisted
+from hf_vocabtrim.model import fast_path
+from hf_vocabtrim.model.fast_path import StaticDrafter
 from hf_vocabtrim.tiny import demo_chats, tiny_causal_lm
 
 from .helpers import use_path
@@ -267,7 +268,7 @@ def test_per_layer_type_dynamic_rope_takes_the_eager_path(tiny_tokenizer, caplog
     assert "dynamic RoPE" in (fast_path.unsupported_model(trimmed) or "")
     assert fast_path.mode(trimmed) == "eager"
     prompt = _prompts(tiny_tokenizer, 1)[0]
-    with caplog.at_level(logging.WARNING, logger="hf_vocabtrim.fast_path"):
+    with caplog.at_level(logging.WARNING, logger="hf_vocabtrim.model.fast_path"):
         out = target.generate(**_kwargs(prompt), assistant_model=trimmed)
     assert torch.equal(out, target.generate(**_kwargs(prompt)))
     assert "dynamic RoPE" in caplog.text and fast_path.drafter_of(trimmed) is None

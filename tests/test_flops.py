@@ -10,7 +10,7 @@ import torch
 from accelerate import init_empty_weights
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from hf_vocabtrim.flops import decode_flops, eagle3_decode_flops, latency_reduction
+from hf_vocabtrim.selection.flops import decode_flops, eagle3_decode_flops, latency_reduction
 
 CONFIGS = sorted((Path(__file__).parent / "fixtures" / "configs").glob("*.json"))
 

@@ -279,14 +279,14 @@ def test_failed_upload_keeps_the_folder_and_says_so(assets):
 
 
 def test_push_an_eagle3_head_folder_after_linting_it(assets, tmp_path):
-    from hf_vocabtrim import cli
+    from hf_vocabtrim import commands
     from tests.test_eagle3 import counts_file, write_head
 
     head = write_head(tmp_path / "head", "speculators")
     counts_file(tmp_path / "counts.json")
     trimmed = tmp_path / "trimmed"
     argv = ["eagle3", "--draft", str(head), "--counts", str(tmp_path / "counts.json"), "--k", "40"]
-    assert cli.main([*argv, "--out", str(trimmed)]) == 0
+    assert commands.main([*argv, "--out", str(trimmed)]) == 0
     broken = write_head(tmp_path / "broken", "eagle", edit=lambda config, tensors: tensors.pop("d2t"))
     with LocalHub(TOKEN) as hub:
         refused = _push(hub, tmp_path, "--folder", str(broken), "--repo-id", "me/broken")

@@ -9,15 +9,15 @@ import sys
 import numpy as np
 import pytest
 
-from hf_vocabtrim.cli import main
-from hf_vocabtrim.counting import count_tokens
-from hf_vocabtrim.counts import TokenCounts
-from hf_vocabtrim.coverage import coverage_curve, coverage_of, rank_ids
-from hf_vocabtrim.keep_plan import KeepPlan
+from hf_vocabtrim.commands import main
+from hf_vocabtrim.data.counting import count_tokens
+from hf_vocabtrim.data.counts import TokenCounts
 from hf_vocabtrim.loaders import load_draft_config
-from hf_vocabtrim.optimize import Curves, choose_k, exact_optimum, pareto_front
-from hf_vocabtrim.planning import Utility, plan
-from hf_vocabtrim.report import write_report
+from hf_vocabtrim.selection.coverage import coverage_curve, coverage_of, rank_ids
+from hf_vocabtrim.selection.keep_plan import KeepPlan
+from hf_vocabtrim.selection.optimize import Curves, choose_k, exact_optimum, pareto_front
+from hf_vocabtrim.selection.planning import Utility, plan
+from hf_vocabtrim.selection.report import write_report
 from hf_vocabtrim.tiny import demo_chats, tiny_causal_lm
 
 
@@ -274,10 +274,10 @@ def test_cli_profile_acceptance_and_speedup_objective(tiny_tokenizer, tmp_path):
 
 
 def test_speedup_objective_says_when_trimming_does_not_pay(tiny_tokenizer):
-    from hf_vocabtrim.acceptance import AcceptanceCurve
-    from hf_vocabtrim.planning import Speedup
-    from hf_vocabtrim.report import summarize
-    from hf_vocabtrim.speedup import CostModel
+    from hf_vocabtrim.selection.acceptance import AcceptanceCurve
+    from hf_vocabtrim.selection.planning import Speedup
+    from hf_vocabtrim.selection.report import summarize
+    from hf_vocabtrim.selection.speedup import CostModel
 
     vocab = len(tiny_tokenizer)
     counts = count_tokens(tiny_tokenizer, demo_chats(60), progress=False)
@@ -348,7 +348,7 @@ def test_cli_trim_keeps_the_checkpoint_dtype_and_pads_to_the_target(tiny_tokeniz
 
 def test_profile_times_sliding_window_drafts_past_their_window(tiny_tokenizer):
     """Timing rounds crop the cache back to the prompt: sliding-window layers past their window must allow it."""
-    from hf_vocabtrim.profiling import decode_step, time_decode
+    from hf_vocabtrim.measure.profiling import decode_step, time_decode
 
     draft = tiny_causal_lm("gemma3_text", len(tiny_tokenizer))
     window = draft.config.sliding_window

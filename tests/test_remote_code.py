@@ -66,7 +66,7 @@ def test_trust_remote_code_without_the_package(tmp_path):
     trimmed.save_pretrained(tmp_path / "draft")
     target.save_pretrained(tmp_path / "target")
     assert trimmed.config.context_tokens  # qwen2 ties its embeddings: context tokens on, honoured by remote code
-    for name in ("configuration_trimmed_draft.py", "modeling_trimmed_draft.py", "specials.py"):
+    for name in ("configuration_trimmed_draft.py", "modeling_trimmed_draft.py", "trimmed_head.py"):
         imported = _imports_outside_try(ast.parse((tmp_path / "draft" / name).read_text()))
         assert imported <= ALLOWED_IMPORTS, (name, imported - ALLOWED_IMPORTS)
     env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from hf_vocabtrim import cli
-from hf_vocabtrim.counts import TokenCounts
-from hf_vocabtrim.target_outputs import count_replies, generate_replies, prompt_messages
+from hf_vocabtrim import commands
+from hf_vocabtrim.data.counts import TokenCounts
+from hf_vocabtrim.data.target_outputs import count_replies, generate_replies, prompt_messages
 from hf_vocabtrim.tiny import demo_chats, tiny_causal_lm
 
 
@@ -64,13 +64,13 @@ def test_cli_count_generate_with(capsys, tiny_tokenizer, tmp_path):
     data.write_text("".join(json.dumps(c) + "\n" for c in demo_chats(5, seed=2)))
     common = ["count", "--data", str(data), "--tokenizer", str(tmp_path / "tok"), "--generate-with"]
     common += [str(tmp_path / "target"), "--max-new-tokens", "6", "--generation-batch-size", "2"]
-    assert cli.main([*common, "--out", str(tmp_path / "target.json")]) == 0
+    assert commands.main([*common, "--out", str(tmp_path / "target.json")]) == 0
     assert (tmp_path / "target.generations.jsonl").exists()
     replies = TokenCounts.load(tmp_path / "target.json")
     assert replies.extra["responses"] == "target" and replies.extra["target"] == "target" and replies.num_tokens <= 30
-    assert cli.main([*common, "--keep-dataset-responses", "--out", str(tmp_path / "both.json")]) == 0
+    assert commands.main([*common, "--keep-dataset-responses", "--out", str(tmp_path / "both.json")]) == 0
     assert (
-        cli.main(
+        commands.main(
             ["count", "--data", str(data), "--tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "d.json")]
         )
         == 0

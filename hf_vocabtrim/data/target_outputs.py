@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .chats import public_name
 from .counts import TokenCounts, vocab_hash
-from .data import public_name
 from .specials import id_list, special_token_ids
 
 

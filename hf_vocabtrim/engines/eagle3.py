@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .counts import TokenCounts
-from .coverage import coverage_curve, rank_ids
+from ..data.counts import TokenCounts
+from ..data.specials import id_list
+from ..selection.coverage import coverage_curve, rank_ids
+from ..selection.flops import eagle3_decode_flops, latency_reduction
+from ..selection.keep_plan import KeepPlan
+from ..selection.optimize import Curves
+from ..selection.planning import Plan, Utility, choose
 from .export import eagle3_buffers
-from .flops import eagle3_decode_flops, latency_reduction
-from .keep_plan import KeepPlan
-from .optimize import Curves
-from .planning import Plan, Utility, choose
-from .specials import id_list
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 LAYOUTS = ("eagle", "speculators", "dflash")
@@ -130,9 +130,9 @@ def load_head(folder: str | Path) -> DraftHead:
     return DraftHead(_layout(config), config, tensors, files)
 
 
-def check_head(head: DraftHead, special_ids: list[int] | None = None) -> list[str]:
-    """Problems of a reduced-vocabulary head, one line each (empty: it lints clean). ``special_ids``: end-of-turn and
-    eos ids the head should be able to propose (default: the config's ``eos_token_id``)."""
+def check_head(head: DraftHead) -> list[str]:
+    """Problems of a reduced-vocabulary head, one line each (empty: it lints clean): what makes an engine map draft
+    rows to the wrong ids or refuse the checkpoint. Missing end-of-reply rows are warnings (:func:`head_warnings`)."""
     problems: list[str] = []
     weight = head.tensors["lm_head.weight"]
     vocab, declared = head.vocab_size, head.draft_vocab_size
@@ -148,7 +148,7 @@ def check_head(head: DraftHead, special_ids: list[int] | None = None) -> list[st
                 f"d2t is missing but the head has {rows} < V={vocab} rows: vLLM maps draft row i to target id i (an "
                 "identity map: acceptance collapses silently); write d2t[i] = target_id[i] - i."
             )
-        return problems + _special_problems(head, special_ids)
+        return problems
     if d2t.dtype != torch.int64:
         problems.append(f"d2t is {d2t.dtype}; the engines read int64 offsets.")
     if d2t.ndim != 1 or d2t.numel() != declared:
@@ -186,26 +186,41 @@ def check_head(head: DraftHead, special_ids: list[int] | None = None) -> list[st
     dtypes = {str(t.dtype) for name, t in head.tensors.items() if t.is_floating_point()}
     if len(dtypes) > 1:
         problems.append(f"the floating-point weights mix dtypes {sorted(dtypes)}.")
-    return problems + _special_problems(head, special_ids)
+    return problems
 
 
-def _special_problems(head: DraftHead, special_ids: list[int] | None) -> list[str]:
-    if special_ids is None:
-        special_ids = head.eos_ids
-    if not special_ids:
-        return []
+def missing_end_ids(head: DraftHead, end_ids: list[int] | None = None) -> list[int]:
+    """End-of-reply ids (``end_ids``, default: the config's eos) that the head has no row for."""
+    wanted = set(head.eos_ids if end_ids is None else end_ids) | set(head.eos_ids)
     present = set(head.head_ids.tolist())
-    missing = sorted(i for i in special_ids if i not in present)
+    return sorted(i for i in wanted if i not in present)
+
+
+def head_warnings(head: DraftHead, end_ids: list[int] | None = None) -> list[str]:
+    """What an engine serves but a user should know: end-of-reply ids (eos, end of turn) the head has no row for
+    (the draft never proposes a reply's end; the target still ends it, losslessly). Trimming cannot add a row."""
+    missing = missing_end_ids(head, end_ids)
     if not missing:
         return []
-    return [f"the head has no row for end-of-turn / eos ids {missing}: the draft can never propose a reply's end."]
+    return [
+        f"warning: the head has no row for end-of-reply ids {missing} (eos / end of turn): the draft never proposes "
+        "the end of a reply; the target still ends it (lossless), one token a round later."
+    ]
+
+
+def lost_end_ids(original: DraftHead, trimmed: DraftHead, end_ids: list[int] | None = None) -> list[int]:
+    """End-of-reply ids the original head had a row for and ``trimmed`` has not (an error of the trimming)."""
+    wanted = set(original.eos_ids if end_ids is None else end_ids) | set(original.eos_ids)
+    before, after = set(original.head_ids.tolist()), set(trimmed.head_ids.tolist())
+    return sorted(i for i in wanted if i in before and i not in after)
 
 
 def head_keep_plan(
-    head: DraftHead, counts: TokenCounts, special_ids: list[int] | None = None
+    head: DraftHead, counts: TokenCounts, end_ids: list[int] | None = None
 ) -> tuple[KeepPlan, list[int]]:
-    """The keep order over the target's V: the head's special ids, then the head's ids by count, then every id the
-    head has no row for (never kept). Also the special ids the head lacks."""
+    """The keep order over the target's V: the special ids the head has rows for (end-of-reply ids, and the counts'
+    special ids), then the head's ids by count, then every id the head has no row for (never kept). Also the
+    end-of-reply ids the head lacks (``end_ids``, default: the config's eos)."""
     vocab = head.vocab_size
     if counts.vocab_size > vocab:
         raise ValueError(
@@ -214,13 +229,12 @@ def head_keep_plan(
         )
     allowed = np.zeros(vocab, dtype=bool)
     allowed[head.head_ids] = True
-    specials = set(counts.extra.get("special_ids", [])) | set(special_ids or []) | set(head.eos_ids)
-    specials = {int(i) for i in specials if 0 <= int(i) < vocab}
-    forced = sorted(i for i in specials if allowed[i])
+    specials = set(counts.extra.get("special_ids", [])) | set(end_ids or []) | set(head.eos_ids)
+    forced = sorted(int(i) for i in specials if 0 <= int(i) < vocab and allowed[int(i)])
     order = rank_ids(counts.counts, forced, vocab_size=vocab, allowed=allowed)
     info = {"counts": counts.metadata, "head_rows": int(allowed.sum())}
     plan = KeepPlan(order=order, num_forced=len(forced), vocab_hash=counts.vocab_hash, info=info)
-    return plan, sorted(specials - set(forced))
+    return plan, missing_end_ids(head, end_ids)
 
 
 def plan_head(
@@ -233,12 +247,12 @@ def plan_head(
     n_trials: int = 50,
     k_min: int | None = None,
     seed: int = 0,
-    special_ids: list[int] | None = None,
+    end_ids: list[int] | None = None,
     progress: bool = True,
 ) -> tuple[Plan, list[int]]:
     """Choose k among the head's rows: the paper's U(k) = alpha * C(k) + (1 - alpha) * R(k) under C(k) >= min_coverage
     with TPE (C: share of the counted assistant tokens kept; R: the EAGLE-3 head's FLOPs saved). ``k`` fixes it."""
-    keep, missing = head_keep_plan(head, counts, special_ids)
+    keep, missing = head_keep_plan(head, counts, end_ids)
     assert keep.info is not None  # head_keep_plan records the head's rows there
     rows = int(keep.info["head_rows"])
     vocab = keep.vocab_size
@@ -340,7 +354,10 @@ def head_card(head: DraftHead, original_rows: int, summary: dict[str, Any], miss
         f"{summary.get('min_coverage')}), k in [{summary.get('k_min')}, {summary.get('k_max')}]",
     ]
     if missing:
-        lines.append(f"- special ids the original head had no row for (still not proposable): {missing}")
+        lines.append(
+            f"- warning: end-of-reply ids the original head had no row for (still not proposable; the target ends "
+            f"replies itself, losslessly): {missing}"
+        )
     lines += [
         "",
         'Serve it as the original (vLLM `speculative_config={"method": "eagle3", ...}`, SGLang '

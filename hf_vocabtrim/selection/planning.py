@@ -4,7 +4,7 @@
 The objective is passed explicitly: :class:`Utility` (U(k) = alpha * C(k) + (1 - alpha) * R(k), the paper's) or
 :class:`Speedup` (predicted tokens/s from an acceptance curve and a measured cost model). Coverage in U(k) and in the
 floor C(k) >= c_min is the calibration data's or, with held-out counts and ``coverage_basis="heldout"``, the held-out
-data's. Writing the report is :mod:`hf_vocabtrim.report`'s job.
+data's. Writing the report is :mod:`hf_vocabtrim.selection.report`'s job.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.counts import TokenCounts
 from .acceptance import AcceptanceCurve
-from .counts import TokenCounts
 from .coverage import coverage_curve
 from .flops import DecodeFlops, decode_flops, latency_reduction, linear_latency_reduction
 from .guard import Guard

@@ -46,3 +46,12 @@ def end_of_turn_ids(tokenizer: Any) -> set[int]:
     suffix = text.split(_MARKER, 1)[1]
     added = set(getattr(tokenizer, "added_tokens_decoder", {}))
     return {int(i) for i in tokenizer(suffix, add_special_tokens=False)["input_ids"] if i in added}
+
+
+def end_of_reply_ids(tokenizer: Any, generation_config: Any | None = None) -> list[int]:
+    """The ids that end a reply: eos (of the tokenizer and of ``generation_config``) and the chat template's end of
+    turn. The only special ids a draft must be able to propose (bos and pad never follow a reply's tokens)."""
+    ids = set(id_list(getattr(tokenizer, "eos_token_id", None)))
+    ids.update(id_list(getattr(generation_config, "eos_token_id", None)))
+    ids.update(end_of_turn_ids(tokenizer))
+    return sorted(ids)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .counts import TokenCounts, vocab_hash
-from .keep_plan import KeepPlan
+from ..data.counts import TokenCounts, vocab_hash
+from ..selection.keep_plan import KeepPlan
 from .modeling_trimmed_draft import TrimmedDraftModel
 
 

@@ -102,7 +102,10 @@ class TokenCounts:
                 meta = json.loads((handle.metadata() or {}).get("hf_vocabtrim", "null") or "null")
                 counts = handle.get_tensor("counts")
         else:
-            payload = json.loads(path.read_text())
+            try:
+                payload = json.loads(path.read_text())
+            except json.JSONDecodeError:  # e.g. a JSONL data file passed where counts are expected
+                payload = None
             meta = {k: v for k, v in payload.items() if k != "counts"} if isinstance(payload, dict) else None
             counts = None
             if meta is not None and "vocab_size" in meta and isinstance(payload.get("counts"), dict):

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .counts import TokenCounts
+from ..data.counts import TokenCounts
+from ..data.specials import special_token_ids
 from .coverage import coverage_curve, rank_ids
-from .specials import special_token_ids
 
 PLAN_FILE = "keep_plan.safetensors"
 PLAN_FORMAT_VERSION = 1

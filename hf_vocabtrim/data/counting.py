@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .chats import public_name
 from .counts import TokenCounts, vocab_hash
-from .data import public_name
 from .masking import overlap_mask, render_batch_with_spans
 from .specials import special_token_ids
 
@@ -42,14 +42,16 @@ class _Counter:
         self.vocab_size = vocab_size
         self.mode = mode
 
-    def render(self, batch: list[dict[str, Any]]) -> tuple[list[str], np.ndarray, int, int]:
+    def render(self, batch: list[dict[str, Any]]) -> tuple[list[str], np.ndarray, int, int, int]:
         """Rendered chats, assistant spans in the coordinates of the texts joined by one separator, chats without
-        assistant text, and chats skipped because their assistant text cannot be located."""
+        assistant text, chats skipped because their assistant text cannot be located, and chats with assistant
+        turns (empty or not)."""
         if self.mode == "text":
-            return [row["text"] for row in batch], np.zeros((0, 2), dtype=np.int64), 0, 0
+            return [row["text"] for row in batch], np.zeros((0, 2), dtype=np.int64), 0, 0, 0
         texts: list[str] = []
         spans: list[tuple[int, int]] = []
         base = empty = skipped = 0
+        with_turns = sum(any(m.get("role") == "assistant" for m in row["messages"] or []) for row in batch)
         for result in render_batch_with_spans(self.tokenizer, [row["messages"] for row in batch]):
             if result is None:
                 skipped += 1
@@ -59,7 +61,7 @@ class _Counter:
             spans.extend((s + base, e + base) for s, e in chat_spans)
             texts.append(text)
             base += len(text) + 1
-        return texts, np.asarray(spans, dtype=np.int64).reshape(-1, 2), empty, skipped
+        return texts, np.asarray(spans, dtype=np.int64).reshape(-1, 2), empty, skipped, with_turns
 
     def count(self, texts: list[str], spans: np.ndarray) -> tuple[np.ndarray, int]:
         """Tokenise the batch in one Rust call (with offsets when masking) and count (assistant) tokens."""
@@ -79,7 +81,9 @@ class _Counter:
             ids = ids[overlap_mask(offsets, spans)]
         return np.bincount(ids, minlength=self.vocab_size), len(ids)
 
-    def pipelined(self, batches: Iterable[list[dict[str, Any]]]) -> Iterator[tuple[np.ndarray, int, int, int, int]]:
+    def pipelined(
+        self, batches: Iterable[list[dict[str, Any]]]
+    ) -> Iterator[tuple[np.ndarray, int, int, int, int, int]]:
         """Like ``map(self, batches)``, rendering the next batch's templates (Python) in a thread while the current
         batch is tokenised (Rust, which releases the GIL)."""
         with ThreadPoolExecutor(max_workers=1) as executor:
@@ -88,18 +92,19 @@ class _Counter:
             pending = executor.submit(self.render, first) if first is not None else None
             batch = first
             while pending is not None and batch is not None:
-                texts, spans, empty, skipped = pending.result()
+                texts, spans, empty, skipped, with_turns = pending.result()
                 following = next(iterator, None)
                 pending = executor.submit(self.render, following) if following is not None else None
                 counts, tokens = self.count(texts, spans)
-                yield counts, len(batch), empty, skipped, tokens
+                yield counts, len(batch), empty, skipped, tokens, with_turns
                 batch = following
 
-    def __call__(self, batch: list[dict[str, Any]]) -> tuple[np.ndarray, int, int, int, int]:
-        """Return (counts, rows, rows without assistant text, rows skipped, tokens counted)."""
-        texts, spans, empty, skipped = self.render(batch)
+    def __call__(self, batch: list[dict[str, Any]]) -> tuple[np.ndarray, int, int, int, int, int]:
+        """Return (counts, rows, rows without assistant text, rows skipped, tokens counted, rows with assistant
+        turns)."""
+        texts, spans, empty, skipped, with_turns = self.render(batch)
         counts, tokens = self.count(texts, spans)
-        return counts, len(batch), empty, skipped, tokens
+        return counts, len(batch), empty, skipped, tokens, with_turns
 
 
 def _with_columns(dataset: Iterable[dict[str, Any]]) -> tuple[Iterable[dict[str, Any]], list[str]]:
@@ -140,39 +145,27 @@ def count_tokens(
     vocab_size = len(tokenizer)
     counter = _Counter(tokenizer, vocab_size, mode)
     total = np.zeros(vocab_size, dtype=np.int64)
-    num_rows = num_empty = num_skipped = num_tokens = 0
+    num_rows = num_empty = num_skipped = num_tokens = num_with_turns = 0
     total_rows = len(dataset) if isinstance(dataset, Sized) else None
     bar = tqdm(total=total_rows, desc=f"counting {mode} tokens", unit="chat", disable=not progress)
     batches = _batches(dataset, batch_size)
     pool = multiprocessing.get_context("spawn").Pool(num_proc) if num_proc > 1 else None
     try:
         results = pool.imap(counter, batches) if pool is not None else counter.pipelined(batches)
-        for counts, n, empty, skipped, tokens in results:
+        for counts, n, empty, skipped, tokens, with_turns in results:
             total += counts
             num_rows += n
             num_empty += empty
             num_skipped += skipped
             num_tokens += tokens
+            num_with_turns += with_turns
             bar.update(n)
             bar.set_postfix(tokens=num_tokens, skipped=num_skipped)
     finally:
         bar.close()
         if pool is not None:
             pool.close()
-    if num_rows == 0:
-        raise ValueError("the dataset is empty: no conversations to count.")
-    if num_skipped:
-        print(
-            f"count_tokens: skipped {num_skipped} of {num_rows} conversations whose assistant text the chat template "
-            "does not render in a form that can be located (recorded as `skipped_conversations`).",
-            file=sys.stderr,
-        )
-    if num_tokens == 0:
-        what = "assistant turns" if mode == "assistant" else "text"
-        raise ValueError(
-            f"no tokens counted{f' in {source}' if source else ''}: none of the {num_rows} conversations has {what}"
-            + (f" that can be located ({num_skipped} skipped)." if num_skipped else ".")
-        )
+    _check_counted(num_rows, num_skipped, num_tokens, num_with_turns, mode, source)
     return TokenCounts(
         counts=total,
         tokenizer_name=public_name(str(getattr(tokenizer, "name_or_path", ""))),  # a Hub id or a folder's name
@@ -191,3 +184,28 @@ def count_tokens(
             ),
         },
     )
+
+
+def _check_counted(rows: int, skipped: int, tokens: int, with_turns: int, mode: str, source: str) -> None:
+    """One ``ValueError`` line where nothing was counted (empty data, no assistant turns, only empty ones); a note on
+    stderr for the conversations skipped."""
+    if rows == 0:
+        raise ValueError("the dataset is empty: no conversations to count.")
+    if skipped:
+        print(
+            f"count_tokens: skipped {skipped} of {rows} conversations whose assistant text the chat template "
+            "does not render in a form that can be located (recorded as `skipped_conversations`).",
+            file=sys.stderr,
+        )
+    if tokens == 0:
+        where = f" in {source}" if source else ""
+        if mode == "assistant" and with_turns and not skipped:
+            raise ValueError(
+                f"no tokens counted{where}: {with_turns} of the {rows} conversations have assistant turns, "
+                "but every assistant turn is empty."
+            )
+        what = "assistant turns" if mode == "assistant" else "text"
+        raise ValueError(
+            f"no tokens counted{where}: none of the {rows} conversations has {what}"
+            + (f" that can be located ({skipped} skipped)." if skipped else ".")
+        )

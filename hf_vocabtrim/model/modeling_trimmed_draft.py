@@ -2,9 +2,10 @@
 """A draft causal LM whose LM head keeps k of the V vocabulary rows, usable as ``assistant_model``.
 
 This file travels with every saved checkpoint (``auto_map``), so that ``AutoModelForCausalLM.from_pretrained(repo,
-trust_remote_code=True)`` works without hf-vocabtrim installed: it imports only torch, transformers and its sibling
-configuration file and ``specials.py``, which travel with it (``accelerate`` is optional, inside ``try``). That is
-also why it is long: the head, the context-token bookkeeping, the scatter processor and the builder travel together.
+trust_remote_code=True)`` works without hf-vocabtrim installed: it imports only torch, transformers, the standard
+library and its sibling configuration file, which travels with it (``accelerate`` and the package's own
+``special_token_ids`` are optional, inside ``try``). That is also why it is long: the head, the context-token
+bookkeeping, the scatter processor and the builder travel together.
 """
 
 from __future__ import annotations
@@ -15,17 +16,24 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
-from transformers.generation import LogitsProcessor, LogitsProcessorList
+from transformers.generation import LogitsProcessorList
 from transformers.utils import logging
 
 from .configuration_trimmed_draft import TrimmedDraftConfig
+from .trimmed_head import (
+    ContextSlots,
+    ScatterToFullVocabLogitsProcessor,
+    TrimmedLMHead,
+    check_token_ids,
+    scatter_to_full_vocab,
+    validate_kept_ids,
+)
 
 try:  # optional: builds the wrapper without materialising a second copy of the weights
     from accelerate import init_empty_weights
@@ -54,74 +62,6 @@ def _generate_lock(model: Any) -> threading.RLock:
         if lock is None:
             lock = _GENERATE_LOCKS[model] = threading.RLock()
     return lock
-
-
-class ScatterToFullVocabLogitsProcessor(LogitsProcessor):
-    """Scatters draft scores over the draft's ids into the full vocabulary V; other ids get ``-inf``.
-
-    ``id_map`` is the target id of each score column (a tensor, or a callable returning the current one: with context
-    tokens the columns follow the sequence). Its first ``num_unique`` ids are distinct (``kept_ids``); later columns
-    may repeat an id (see :class:`ContextSlots`). A :class:`TrimmedDraftModel` puts this processor first in its own
-    logits processors, so every other processor, the assisted-generation verifier (``q`` for speculative sampling)
-    and ``output_scores`` see full-V scores in target-id space. It never touches the target's processors.
-    """
-
-    def __init__(
-        self, id_map: torch.Tensor | Callable[[], torch.Tensor], vocab_size: int, num_unique: int | None = None
-    ) -> None:
-        self.id_map = id_map
-        self.vocab_size = vocab_size
-        self.num_unique = num_unique
-
-    def __call__(self, input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
-        ids = self.id_map() if callable(self.id_map) else self.id_map
-        return scatter_to_full_vocab(scores, ids, self.vocab_size, self.num_unique)
-
-
-def scatter_to_full_vocab(
-    scores: torch.Tensor, id_map: torch.Tensor, vocab_size: int, num_unique: int | None = None
-) -> torch.Tensor:
-    """(..., n) scores over the ids ``id_map`` -> (..., V) scores in target-id space, ``-inf`` elsewhere.
-
-    The first ``num_unique`` ids (default: all) are distinct and copied; later columns may repeat an id (context
-    slots): a column's value is the largest score of its ids, so a masked (``-inf``) repeat never hides a score.
-    Static shapes, no host synchronisation."""
-    width = id_map.numel()
-    if scores.shape[-1] == vocab_size and width != vocab_size:
-        return scores  # already in target-id space (called twice)
-    if scores.shape[-1] != width:
-        raise ValueError(
-            f"scores have width {scores.shape[-1]}, expected the draft's {width} ids (or V={vocab_size}); the "
-            "scatter to V belongs to the trimmed draft's own generate()."
-        )
-    id_map = id_map.to(scores.device)
-    unique = width if num_unique is None else num_unique
-    full = scores.new_full((*scores.shape[:-1], vocab_size), float("-inf"))
-    full.index_copy_(-1, id_map[:unique], scores[..., :unique])
-    if unique < width:
-        repeated = scores[..., unique:]
-        full.scatter_reduce_(-1, id_map[unique:].expand(repeated.shape), repeated, reduce="amax")
-    return full
-
-
-def _check_token_ids(ids: torch.Tensor, vocab_size: int, field: str) -> None:
-    """Raise ``ValueError`` unless ``ids`` is a non-empty 1-D integer tensor of ids in [0, vocab_size)."""
-    if ids.ndim != 1 or ids.numel() == 0:
-        raise ValueError(f"`{field}` must be a non-empty 1-D list of token ids, got shape {tuple(ids.shape)}.")
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        raise ValueError(f"`{field}` must hold integer token ids, got dtype {ids.dtype}.")
-    lo, hi = int(ids.min()), int(ids.max())
-    if lo < 0 or hi >= vocab_size:
-        raise ValueError(
-            f"`{field}` has ids out of range [{lo}, {hi}]; the vocabulary has V={vocab_size} ids (0..{vocab_size - 1})."
-        )
-
-
-def validate_kept_ids(kept_ids: torch.Tensor, vocab_size: int, field: str = "kept_ids") -> None:
-    """Raise ``ValueError`` unless ``kept_ids`` is a non-empty, strictly increasing 1-D tensor of ids in [0, V)."""
-    _check_token_ids(kept_ids, vocab_size, field)
-    if kept_ids.numel() > 1 and not bool((kept_ids[1:] > kept_ids[:-1]).all()):
-        raise ValueError(f"`{field}` must be sorted ascending without duplicates.")
 
 
 def _check_draft(draft: Any) -> nn.Linear:
@@ -166,114 +106,80 @@ def _resize_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([weight, weight.new_zeros(rows - weight.shape[0], *weight.shape[1:])])
 
 
-class ContextSlots:
-    """The ids already in a sequence, by position: slot p holds the id at position p, its LM-head row (and bias) and
-    whether it is scored (not an id of ``kept_ids``, not a padding id, not a position fed as embeddings).
-
-    Filling a forward's positions gathers the rows of the ids it feeds (work in the new positions only). An id seen
-    at several positions is scored at each: the same logit, scattered to the same column, so repeats are harmless
-    and no shape depends on the data: no device-to-host synchronisation. Eager caches (a Python-int length) use the
-    first ``end`` slots, growing by doubling; a static cache (a tensor length) gets ``fixed`` slots, one per cache
-    position, all scored every step and masked beyond the current length: one shape for every decode step, which a
-    CUDA graph or ``torch.compile(fullgraph=True)`` can capture, and a crop of the cache needs nothing here.
-    """
-
-    def __init__(self, batch: int, capacity: int, like: torch.Tensor, has_bias: bool, fixed: bool = False) -> None:
-        self.fixed = fixed
-        self._alloc(batch, capacity, like.shape[-1], like.dtype, like.device, has_bias)
-        self.width = 0  # slots scored by the last forward (its logit columns after kept_ids)
-        self.scored_now: torch.Tensor | None = None  # (batch * width,) bool: columns that are not masked
-
-    def _alloc(self, batch: int, capacity: int, hidden: int, dtype: Any, device: Any, has_bias: bool) -> None:
-        self.ids = torch.zeros(batch, capacity, dtype=torch.long, device=device)
-        self.rows = torch.zeros(batch, capacity, hidden, dtype=dtype, device=device)
-        self.bias = torch.zeros(batch, capacity, dtype=dtype, device=device) if has_bias else None
-        self.scored = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
-        self.positions = torch.arange(capacity, device=device)
-
-    @property
-    def capacity(self) -> int:
-        return self.ids.shape[1]
-
-    def _grow(self, needed: int) -> None:
-        old = (self.ids, self.rows, self.bias, self.scored)
-        batch, capacity, hidden = self.rows.shape
-        self._alloc(batch, max(2 * capacity, needed), hidden, self.rows.dtype, self.rows.device, self.bias is not None)
-        for new, previous in zip((self.ids, self.rows, self.bias, self.scored), old):
-            if new is not None and previous is not None:
-                new[:, :capacity] = previous
-
-    def fill(
-        self,
-        ids: torch.Tensor | None,
-        length: int,
-        start: int | torch.Tensor,
-        source: torch.Tensor,
-        source_bias: torch.Tensor | None,
-        scorable: torch.Tensor,
-    ) -> None:
-        """Record the ``length`` positions from ``start`` (``ids`` (batch, length), or None for embeddings) and set
-        the columns of this forward. ``scorable`` (V,) is False for kept and padding ids."""
-        index: torch.Tensor | slice
-        if self.fixed:  # static shapes: positions as a tensor, every slot a column
-            index = (torch.arange(length, device=self.ids.device) + start) % self.capacity
-            end = start + length
-            self.width = self.capacity
-        else:
-            index = slice(int(start), int(start) + length)
-            end = int(start) + length
-            if end > self.capacity:
-                self._grow(end)
-            self.width = end
-        if ids is None:
-            self._write(index, torch.zeros_like(self.ids[:, :length]), None, None, scored=False)
-        else:
-            ids = ids.to(self.ids.device)
-            rows = F.embedding(ids, source).to(self.rows.device, self.rows.dtype)
-            bias = None if source_bias is None else F.embedding(ids, source_bias[:, None]).squeeze(-1)
-            self._write(index, ids, rows, bias, scored=scorable[ids])
-        scored = self.scored[:, : self.width]
-        if self.fixed:
-            scored = scored & (self.positions < end)
-        self.scored_now = scored.reshape(-1)
-
-    def _write(self, index: Any, ids: torch.Tensor, rows: Any, bias: Any, scored: Any) -> None:
-        if isinstance(index, slice):
-            self.ids[:, index] = ids
-            self.scored[:, index] = scored
-            if rows is not None:
-                self.rows[:, index] = rows
-            if bias is not None and self.bias is not None:
-                self.bias[:, index] = bias.to(self.bias.dtype)
-            return
-        self.ids.index_copy_(1, index, ids)
-        self.scored.index_copy_(1, index, scored if isinstance(scored, torch.Tensor) else torch.zeros_like(ids).bool())
-        if rows is not None:
-            self.rows.index_copy_(1, index, rows)
-        if bias is not None and self.bias is not None:
-            self.bias.index_copy_(1, index, bias.to(self.bias.dtype))
-
-    def id_map(self) -> torch.Tensor:
-        """Target id of each context column of the last forward (batch rows concatenated: their union is scored)."""
-        return self.ids[:, : self.width].reshape(-1)
+def _kept_ids(
+    draft: Any, keep_ids: Any, tokenizer: Any, usable: int, keep_special_tokens: bool, vocab: int, target: Any
+) -> torch.Tensor:
+    """``keep_ids`` checked (integers in range, no duplicates), sorted, with the special ids added if asked."""
+    own_vocab = int(draft.config.get_text_config().vocab_size)
+    if tokenizer is not None and len(tokenizer) > usable:
+        raise ValueError(
+            f"tokenizer/vocabulary mismatch: the tokenizer has {len(tokenizer)} tokens but the draft's vocabulary "
+            f"V={own_vocab}" + (f" and the target's V={vocab}" if target is not None else "") + "; a trimmed "
+            "draft must share the target's tokenizer. Pass the draft's own tokenizer."
+        )
+    ids = torch.as_tensor(keep_ids if not isinstance(keep_ids, torch.Tensor) else keep_ids.cpu()).flatten()
+    check_token_ids(ids, usable, "keep_ids")
+    ids = ids.long()
+    kept = torch.unique(ids)  # sorted
+    if kept.numel() != ids.numel():
+        raise ValueError(f"`keep_ids` has {ids.numel() - kept.numel()} duplicated ids; pass each id once.")
+    if keep_special_tokens:
+        try:  # absolute: this file also runs as remote code, without the package
+            from hf_vocabtrim.data.specials import special_token_ids
+        except ImportError as err:  # remote code without the package: pass the ids you need
+            raise ValueError(
+                "keep_special_tokens=True needs hf-vocabtrim installed (`pip install hf-vocabtrim`); or pass "
+                "keep_special_tokens=False with the eos / end-of-turn ids in keep_ids."
+            ) from err
+        specials = {i for i in special_token_ids(draft.config, draft.generation_config, tokenizer) if i < usable}
+        kept = torch.unique(torch.cat([kept, torch.tensor(sorted(specials), dtype=torch.long)]))
+    return kept
 
 
-class TrimmedLMHead(nn.Linear):
-    """The sliced LM head: ``weight`` holds the k kept rows; with context tokens, the rows of the current
-    :class:`ContextSlots` follow them, so the output has k + (number of context slots) columns."""
+def _text_config(draft: Any, vocab: int) -> Any:
+    """The base draft's config as the trimmed draft's ``text_config``: untied, V = the target's, no quantization,
+    no local path."""
+    text_config = copy.deepcopy(draft.config)
+    text_config.tie_word_embeddings = False
+    text_config.vocab_size = vocab
+    if hasattr(text_config, "quantization_config"):  # a GGUF-dequantised draft is saved as plain weights
+        del text_config.quantization_config
+    source = str(getattr(text_config, "_name_or_path", "") or "")
+    if os.path.isabs(source) or os.path.exists(source):  # never publish a local path in config.json
+        text_config._name_or_path = ""
+    return text_config
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, **kwargs: Any) -> None:
-        super().__init__(in_features, out_features, bias=bias, **kwargs)
-        self.slots: ContextSlots | None = None  # set by TrimmedDraftModel.forward for each forward
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        out = F.linear(hidden, self.weight, self.bias)
-        slots = self.slots
-        if slots is None or slots.width == 0:
-            return out
-        rows = slots.rows[:, : slots.width].reshape(-1, slots.rows.shape[-1])
-        bias = None if slots.bias is None else slots.bias[:, : slots.width].reshape(-1)
-        return torch.cat([out, F.linear(hidden, rows, bias)], dim=-1)
+def _share_weights(model: Any, draft: Any, kept: torch.Tensor, vocab: int, store_head: bool, context: bool) -> None:
+    """Give ``model`` (built on the meta device) the draft's tensors where they are: the body and buffers shared, the
+    input embedding resized to V, the kept head rows (and the full head where context rows need it), ``kept_ids``;
+    a multi-device ``device_map`` is dispatched again with the same map."""
+    head, embeddings = draft.get_output_embeddings(), draft.get_input_embeddings()
+    head_name = next(name for name, module in draft.named_modules() if module is head)
+    emb_name = next(name for name, module in draft.named_modules() if module is embeddings)
+    rows = kept.to(head.weight.device)
+    state = {f"draft.{n}": t for n, t in draft.state_dict().items() if not n.startswith(f"{head_name}.")}
+    state[f"draft.{emb_name}.weight"] = _resize_rows(embeddings.weight.detach(), vocab)
+    state[f"draft.{head_name}.weight"] = head.weight.detach().index_select(0, rows).clone()
+    if head.bias is not None:
+        state[f"draft.{head_name}.bias"] = head.bias.detach().index_select(0, rows).clone()
+        if context:
+            state["context_head_bias"] = _resize_rows(head.bias.detach(), vocab)
+    if store_head:
+        state["context_head_weight"] = _resize_rows(head.weight.detach(), vocab)
+    state["kept_ids"] = kept.to(head.weight.device)
+    model.load_state_dict(state, strict=True, assign=True)
+    for name, buffer in draft.named_buffers():  # non-persistent buffers (rotary tables...) where they were
+        module_name, _, attr = f"draft.{name}".rpartition(".")
+        setattr(model.get_submodule(module_name), attr, buffer)
+    device_map = getattr(draft, "hf_device_map", None)
+    if device_map:
+        placed = {f"draft.{k}" if k else "draft": v for k, v in device_map.items()}
+        model.__dict__["hf_device_map"] = placed
+        if len(set(device_map.values())) > 1:  # keep the placement: hooks move activations between devices
+            from accelerate import dispatch_model
+
+            dispatch_model(model, device_map=placed)
 
 
 class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
@@ -368,40 +274,12 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
             )
         target_config: Any = getattr(target, "config", target)
         vocab = own_vocab if target_config is None else int(target_config.get_text_config().vocab_size)
-        usable = min(vocab, own_vocab)  # ids every model and the tokenizer must stay below
-        if tokenizer is not None and len(tokenizer) > usable:
-            raise ValueError(
-                f"tokenizer/vocabulary mismatch: the tokenizer has {len(tokenizer)} tokens but the draft's vocabulary "
-                f"V={own_vocab}" + (f" and the target's V={vocab}" if target is not None else "") + "; a trimmed "
-                "draft must share the target's tokenizer. Pass the draft's own tokenizer."
-            )
-        ids = torch.as_tensor(keep_ids if not isinstance(keep_ids, torch.Tensor) else keep_ids.cpu()).flatten()
-        _check_token_ids(ids, usable, "keep_ids")
-        ids = ids.long()
-        kept = torch.unique(ids)  # sorted
-        if kept.numel() != ids.numel():
-            raise ValueError(f"`keep_ids` has {ids.numel() - kept.numel()} duplicated ids; pass each id once.")
-        if keep_special_tokens:
-            try:
-                from .specials import special_token_ids
-            except ImportError as err:  # remote code without the package: pass the ids you need
-                raise ValueError("keep_special_tokens=True needs hf-vocabtrim installed; pass keep_ids.") from err
-            specials = {i for i in special_token_ids(draft.config, draft.generation_config, tokenizer) if i < usable}
-            kept = torch.unique(torch.cat([kept, torch.tensor(sorted(specials), dtype=torch.long)]))
+        kept = _kept_ids(draft, keep_ids, tokenizer, min(vocab, own_vocab), keep_special_tokens, vocab, target)
         embeddings: Any = draft.get_input_embeddings()
         tied = head.weight.data_ptr() == embeddings.weight.data_ptr()
         context_tokens = tied if context_tokens is None else bool(context_tokens)
-
-        text_config = copy.deepcopy(draft.config)
-        text_config.tie_word_embeddings = False
-        text_config.vocab_size = vocab
-        if hasattr(text_config, "quantization_config"):  # a GGUF-dequantised draft is saved as plain weights
-            del text_config.quantization_config
-        source = str(getattr(text_config, "_name_or_path", "") or "")
-        if os.path.isabs(source) or os.path.exists(source):  # never publish a local path in config.json
-            text_config._name_or_path = ""
         config = TrimmedDraftConfig(
-            text_config=text_config,
+            text_config=_text_config(draft, vocab),
             draft_vocab_size=kept.numel(),
             context_tokens=context_tokens,
             context_rows=("input_embeddings" if tied else "stored_head") if context_tokens else None,
@@ -414,33 +292,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
                 model = cls(config)
         else:  # pragma: no cover
             model = cls(config)
-
-        head_name = next(name for name, module in draft.named_modules() if module is head)
-        emb_name = next(name for name, module in draft.named_modules() if module is embeddings)
-        rows = kept.to(head.weight.device)
-        state = {f"draft.{n}": t for n, t in draft.state_dict().items() if not n.startswith(f"{head_name}.")}
-        state[f"draft.{emb_name}.weight"] = _resize_rows(embeddings.weight.detach(), vocab)
-        state[f"draft.{head_name}.weight"] = head.weight.detach().index_select(0, rows).clone()
-        if head.bias is not None:
-            state[f"draft.{head_name}.bias"] = head.bias.detach().index_select(0, rows).clone()
-            if context_tokens:
-                state["context_head_bias"] = _resize_rows(head.bias.detach(), vocab)
-        if context_tokens and not tied:
-            state["context_head_weight"] = _resize_rows(head.weight.detach(), vocab)
-        state["kept_ids"] = kept.to(head.weight.device)
-        model.load_state_dict(state, strict=True, assign=True)
-        for name, buffer in draft.named_buffers():  # non-persistent buffers (rotary tables...) where they were
-            module_name, _, attr = f"draft.{name}".rpartition(".")
-            setattr(model.get_submodule(module_name), attr, buffer)
-        device_map = getattr(draft, "hf_device_map", None)
-        if device_map:
-            placed = {f"draft.{k}" if k else "draft": v for k, v in device_map.items()}
-            model.__dict__["hf_device_map"] = placed
-            if len(set(device_map.values())) > 1:  # keep the placement: hooks move activations between devices
-                from accelerate import dispatch_model
-
-                dispatch_model(model, device_map=placed)
-
+        _share_weights(model, draft, kept, vocab, context_tokens and not tied, context_tokens)
         model.generation_config = copy.deepcopy(draft.generation_config)
         for key, value in {**DEFAULT_ASSISTANT_SETTINGS, **(assistant_settings or {})}.items():
             setattr(model.generation_config, key, value)
@@ -625,13 +477,13 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """transformers' ``generate()``. Called as an ``assistant_model`` with ``config.fast_path`` ``"auto"`` (on a
         CUDA device) or ``"static"``, the proposals run over a static KV cache this draft owns, as CUDA-graph replays
-        on a GPU (``hf_vocabtrim.fast_path``, which needs the package installed); where that path does not apply
+        on a GPU (``hf_vocabtrim.model.fast_path``, which needs the package installed); where that path does not apply
         (batch > 1, an unsupported cache, ...), it says why once and this eager path runs. Calls from several threads
         run one at a time (a forward's context slots are state of the model)."""
         with _generate_lock(self):
             if getattr(self.config, "fast_path", "auto") != "eager":
                 try:
-                    fast_path = importlib.import_module("hf_vocabtrim.fast_path")
+                    fast_path = importlib.import_module("hf_vocabtrim.model.fast_path")
                 except ImportError:
                     logger.warning_once(
                         "TrimmedDraftModel: fast_path needs hf-vocabtrim installed (`pip install hf-vocabtrim`); "
@@ -667,6 +519,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
 
 
 __all__ = [
+    "ContextSlots",
     "ScatterToFullVocabLogitsProcessor",
     "TrimmedDraftModel",
     "TrimmedLMHead",

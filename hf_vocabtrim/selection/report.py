@@ -1,6 +1,7 @@
 # Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
-"""Write a :class:`~hf_vocabtrim.planning.Plan` for people and for the next step: ``summary.json``, ``trials.json``,
-``pareto.json``, ``trim_report.png`` and the keep plan (``keep_plan.safetensors``) that ``trim`` reads."""
+"""Write a :class:`~hf_vocabtrim.selection.planning.Plan` for people and for the next step: ``summary.json``,
+``trials.json``, ``pareto.json``, ``trim_report.png`` and the keep plan (``keep_plan.safetensors``) that ``trim``
+reads."""
 
 from __future__ import annotations
 
@@ -80,58 +81,73 @@ def summarize(plan: Plan, draft_config: Any, alpha: float) -> dict[str, Any]:
             name: _choice_row(plan, c) for name, c in {choice.objective_name: choice, **plan.others}.items()
         },
     }
-    guard = plan.guard
-    if guard is not None and choice.guard is not None and choice.k_without_guard is not None:
-        curve = choice.guard.values
-        summary["guard"] = {
-            "kind": guard.kind,
-            "source": guard.source,
-            "max_loss": guard.max_loss,
-            "floor": choice.guard.floor,
-            "what": choice.guard.label,
-            "value": float(curve[choice.k]),
-            "k_without_guard": choice.k_without_guard,
-            "value_without_guard": float(curve[choice.k_without_guard]),
-            "decided_by_guard": choice.decided_by_guard,
-        }
+    guard = _guard_summary(plan)
+    if guard is not None:
+        summary["guard"] = guard
     summary["decided_by"] = "guard" if choice.decided_by_guard else "objective"
     if isinstance(plan.objective, Speedup):
-        values = plan.objective_values
-        untrimmed = plan.objective.untrimmed()
-        best = float(values[choice.exact_k])
-        summary.update(
-            {
-                "context_tokens": plan.objective.context_tokens,
-                "predicted_speedup": float(values[choice.k]),
-                "predicted_speedup_untrimmed": untrimmed,
-                "predicted_gain_vs_untrimmed": best / untrimmed - 1.0,
-                "trimming_pays": bool(best > untrimmed and choice.exact_k < vocab),
-            }
-        )
-        for name, row in summary["objectives"].items():
-            speedup_variant = name.startswith("speedup") and name != choice.objective_name
-            own = plan.other_values[name] if speedup_variant else values  # static or context tau, as named
-            row["predicted_speedup"] = float(own[row["k"]])
-            if name.startswith("speedup"):
-                row["predicted_gain_vs_untrimmed"] = float(own[row["exact_k"]]) / untrimmed - 1.0
-        summary["advice"] = (
-            f"trim to k={choice.k:,}: predicted {best / untrimmed - 1.0:+.1%} tokens/s over the untrimmed draft"
-            if summary["trimming_pays"]
-            else "trimming does not pay here: the best k is the full vocabulary (predicted "
-            f"{best / untrimmed - 1.0:+.1%} over the untrimmed draft); keep the untrimmed draft"
-        )
-        if choice.decided_by_guard:
-            summary["advice"] += (
-                f"; the guard ({summary['guard']['source']}) set k: without it k would be "
-                f"{choice.k_without_guard:,}, where its {choice.guard.label if choice.guard else 'value'} is "
-                f"{summary['guard']['value_without_guard']:.3f} < {summary['guard']['floor']:.3f}"
-            )
-        if max(best, untrimmed) < 1.0:
-            summary["advice"] += (
-                f"; note: assisted generation itself is predicted slower than the target alone here "
-                f"({max(best, untrimmed):.2f}x), the hardware's verification cost is too high for this pair"
-            )
+        _add_speedup(summary, plan)
     return summary
+
+
+def _guard_summary(plan: Plan) -> dict[str, Any] | None:
+    """What the guard held and whether it, not the objective, set k (None without a guard)."""
+    choice, guard = plan.choice, plan.guard
+    if guard is None or choice.guard is None or choice.k_without_guard is None:
+        return None
+    curve = choice.guard.values
+    return {
+        "kind": guard.kind,
+        "source": guard.source,
+        "max_loss": guard.max_loss,
+        "floor": choice.guard.floor,
+        "what": choice.guard.label,
+        "value": float(curve[choice.k]),
+        "k_without_guard": choice.k_without_guard,
+        "value_without_guard": float(curve[choice.k_without_guard]),
+        "decided_by_guard": choice.decided_by_guard,
+    }
+
+
+def _add_speedup(summary: dict[str, Any], plan: Plan) -> None:
+    """The speedup objective's predictions (at k, untrimmed, per objective) and the advice line."""
+    choice, vocab = plan.choice, plan.curves.vocab_size
+    assert isinstance(plan.objective, Speedup)
+    values = plan.objective_values
+    untrimmed = plan.objective.untrimmed()
+    best = float(values[choice.exact_k])
+    summary.update(
+        {
+            "context_tokens": plan.objective.context_tokens,
+            "predicted_speedup": float(values[choice.k]),
+            "predicted_speedup_untrimmed": untrimmed,
+            "predicted_gain_vs_untrimmed": best / untrimmed - 1.0,
+            "trimming_pays": bool(best > untrimmed and choice.exact_k < vocab),
+        }
+    )
+    for name, row in summary["objectives"].items():
+        speedup_variant = name.startswith("speedup") and name != choice.objective_name
+        own = plan.other_values[name] if speedup_variant else values  # static or context tau, as named
+        row["predicted_speedup"] = float(own[row["k"]])
+        if name.startswith("speedup"):
+            row["predicted_gain_vs_untrimmed"] = float(own[row["exact_k"]]) / untrimmed - 1.0
+    summary["advice"] = (
+        f"trim to k={choice.k:,}: predicted {best / untrimmed - 1.0:+.1%} tokens/s over the untrimmed draft"
+        if summary["trimming_pays"]
+        else "trimming does not pay here: the best k is the full vocabulary (predicted "
+        f"{best / untrimmed - 1.0:+.1%} over the untrimmed draft); keep the untrimmed draft"
+    )
+    if choice.decided_by_guard:
+        summary["advice"] += (
+            f"; the guard ({summary['guard']['source']}) set k: without it k would be "
+            f"{choice.k_without_guard:,}, where its {choice.guard.label if choice.guard else 'value'} is "
+            f"{summary['guard']['value_without_guard']:.3f} < {summary['guard']['floor']:.3f}"
+        )
+    if max(best, untrimmed) < 1.0:
+        summary["advice"] += (
+            f"; note: assisted generation itself is predicted slower than the target alone here "
+            f"({max(best, untrimmed):.2f}x), the hardware's verification cost is too high for this pair"
+        )
 
 
 def write_report(plan: Plan, out_dir: str | Path, draft_config: Any, alpha: float = 0.5) -> dict[str, Any]:

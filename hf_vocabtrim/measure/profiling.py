@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .modeling_trimmed_draft import TrimmedDraftModel
+from ..model.modeling_trimmed_draft import TrimmedDraftModel
 
 Step = Callable[[torch.Tensor, Any], torch.Tensor]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..data.counts import TokenCounts
 from .acceptance import AcceptanceCurve
-from .counts import TokenCounts
 from .coverage import coverage_curve
 from .keep_plan import KeepPlan
 from .optimize import Constraint
@@ -39,7 +39,7 @@ class Guard:
         return "tau" if self.acceptance is not None else "coverage"
 
     def constraint(self, plan: KeepPlan) -> Constraint:
-        """The per-k curve (k = 0..V) and its floor for :func:`~hf_vocabtrim.optimize.choose_k`."""
+        """The per-k curve (k = 0..V) and its floor for :func:`~hf_vocabtrim.selection.optimize.choose_k`."""
         vocab = plan.vocab_size
         if self.acceptance is not None:
             if self.acceptance.plan_fingerprint and self.acceptance.plan_fingerprint != plan.fingerprint:

@@ -32,7 +32,7 @@ class TrimmedDraftConfig(PretrainedConfig):
         fast_path: how the draft proposes when it is an ``assistant_model``: ``"auto"`` (replays of a CUDA graph over
             a static KV cache it owns, on a CUDA device where that applies; the eager path otherwise), ``"eager"``
             (transformers' own ``generate()`` loop) or ``"static"`` (the static-cache path without capture, on any
-            device). The static and captured paths need hf-vocabtrim installed (``hf_vocabtrim.fast_path``).
+            device). The static and captured paths need hf-vocabtrim installed (``hf_vocabtrim.model.fast_path``).
     """
 
     model_type = "trimmed_draft"

@@ -47,7 +47,7 @@ def _require_template(tokenizer: Any) -> str:
 
 def template_message(message: Message) -> Message:
     """A message as chat templates expect it: role, content, reasoning_content where given, and the fields kept as
-    JSON in ``extra`` by :func:`hf_vocabtrim.data.load_chats` (``tool_calls``, ``name``...)."""
+    JSON in ``extra`` by :func:`hf_vocabtrim.data.chats.load_chats` (``tool_calls``, ``name``...)."""
     out: Message = {"role": message["role"], "content": message.get("content") or ""}
     if message.get("reasoning_content") is not None:
         out["reasoning_content"] = message["reasoning_content"]

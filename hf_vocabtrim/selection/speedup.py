@@ -4,8 +4,8 @@
 ``generate(assistant_model=...)`` runs in rounds: the draft's own ``generate()`` proposes gamma tokens (gamma forward
 passes, its per-call set-up, the scatter to V), then the target verifies gamma + 1 tokens in one forward pass and
 both caches are cropped. :class:`CostModel` holds those per-round costs as measured inside real ``generate()`` calls
-by ``vocabtrim profile --assisted`` (:func:`hf_vocabtrim.profiling.profile_assisted`), so nothing that ``generate()``
-pays per round is left out:
+by ``vocabtrim profile --assisted`` (:func:`hf_vocabtrim.measure.assisted_costs.profile_assisted`), so nothing that
+``generate()`` pays per round is left out:
 
     time(target alone) = prefill_target(L) + N * target_token(c)
     time(assisted, k)  = prefill_target(L) + prefill_draft(L) + rounds * (draft_round(k, c) + verify_round(c))

@@ -121,7 +121,7 @@ def target_steps(matches: np.ndarray, gamma: int) -> np.ndarray:
 
 def context_rows(positions: np.ndarray, ks: Sequence[int]) -> np.ndarray:
     """Mean number of context LM-head rows per position, for each k: one slot per position of the sequence so far
-    (:class:`~hf_vocabtrim.modeling_trimmed_draft.ContextSlots`; kept and repeated ids are scored and masked), so
+    (:class:`~hf_vocabtrim.model.modeling_trimmed_draft.ContextSlots`; kept and repeated ids are scored and masked), so
     the same for every k."""
     mean = float(np.mean(np.asarray(positions) + 1)) if len(positions) else 0.0
     return np.full(len(ks), mean)
@@ -216,7 +216,7 @@ def acceptance_curve(
 
 def reply_sequences(tokenizer: Any, rows: Any, max_length: int = 1024) -> tuple[list[torch.Tensor], list[int]]:
     """Token ids of each chat up to the end of its first assistant turn, and where that turn starts."""
-    from .masking import assistant_token_mask
+    from ..data.masking import assistant_token_mask
 
     sequences, starts = [], []
     for row in rows:
@@ -247,7 +247,7 @@ def measure_acceptance(
     context: bool = True,
 ) -> dict[str, Any]:
     """tau(k) on calibration chats (first assistant turn of each, teacher-forced along the target's greedy choices)
-    for the kept sets of a :class:`~hf_vocabtrim.keep_plan.KeepPlan`, static and with context ids."""
+    for the kept sets of a :class:`~hf_vocabtrim.selection.keep_plan.KeepPlan`, static and with context ids."""
     vocab = plan.vocab_size
     sequences, starts = reply_sequences(tokenizer, rows, max_length)
     if ks is None:

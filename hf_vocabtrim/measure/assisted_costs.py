@@ -1,5 +1,5 @@
 # Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
-"""Measure a :class:`~hf_vocabtrim.speedup.CostModel` inside real ``generate(assistant_model=...)`` calls
+"""Measure a :class:`~hf_vocabtrim.selection.speedup.CostModel` inside real ``generate(assistant_model=...)`` calls
 (``vocabtrim profile --assisted``): prefill, the target's per-token step, and per assisted round the draft's
 proposals and everything else, at two context lengths."""
 
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .modeling_trimmed_draft import TrimmedDraftModel
-from .speedup import CostModel
+from ..model.modeling_trimmed_draft import TrimmedDraftModel
+from ..selection.speedup import CostModel
 
 
 def _median_ms(samples: Sequence[float]) -> float:
@@ -61,7 +61,8 @@ def profile_assisted(
     seed: int = 0,
     repeats: int = 2,
 ) -> CostModel:
-    """Measure the :class:`~hf_vocabtrim.speedup.CostModel` of a target/draft pair inside real ``generate()`` calls.
+    """Measure the :class:`~hf_vocabtrim.selection.speedup.CostModel` of a target/draft pair inside real
+    ``generate()`` calls.
 
     Times the prompt forward of both models at three lengths, and at each of the two ``prompt_tokens`` lengths: the
     target alone at two output lengths (their difference is the per-token cost) and assisted generation with the
@@ -71,8 +72,6 @@ def profile_assisted(
     is made ``repeats`` times, the configurations in a rotated order (machine drift hits them all), and the medians
     over all rounds are kept.
     """
-    from .instrument import record_assisted
-
     vocab = int(draft.config.get_text_config().vocab_size)
     usable = min(vocab, int(target.config.get_text_config().vocab_size))
     if ks is None:  # a 95% and a 57% cut of a 152k vocabulary; an eighth and a half of a small one
@@ -87,17 +86,6 @@ def profile_assisted(
     device = next(target.parameters()).device
     target_prefill = time_prefill(target, [lengths[0], sum(lengths) // 2, lengths[1]], seed=seed)
     draft_prefill = time_prefill(draft, [lengths[0], sum(lengths) // 2, lengths[1]], seed=seed)
-
-    def run(prompt: torch.Tensor, new: int, assistant: Any = None) -> float:
-        kwargs = {"input_ids": prompt, "attention_mask": torch.ones_like(prompt), "do_sample": False}
-        kwargs.update(max_new_tokens=new, min_new_tokens=new)
-        if assistant is not None:
-            kwargs["assistant_model"] = assistant
-        start = time.perf_counter()
-        with torch.no_grad():
-            target.generate(**kwargs)
-        return time.perf_counter() - start
-
     settings = {
         "num_assistant_tokens": gamma,
         "num_assistant_tokens_schedule": "constant",
@@ -106,7 +94,7 @@ def profile_assisted(
     saved = {key: getattr(draft.generation_config, key, None) for key in settings}
     draft.generation_config.update(**settings)
     drafts: dict[Any, Any] = {"full": draft}
-    for k in ks:
+    for k in ks:  # random kept sets: acceptance does not matter here, the cost of a round does
         keep = torch.randperm(usable, generator=generator)[:k]
         drafts[k] = TrimmedDraftModel.from_draft(
             draft, keep, target=target, keep_special_tokens=False, context_tokens=False, assistant_settings=settings
@@ -115,31 +103,74 @@ def profile_assisted(
     try:
         for index, length in enumerate(lengths):
             prompt = torch.randint(0, usable, (1, length), generator=generator).to(device)
-            run(prompt, 2)  # warm-up
             keys = [key for key in drafts if not index or key in ("full", ks[0])]
-            for key in keys:
-                run(prompt, 4, drafts[key])  # warm-up
-            per_token: list[float] = []
-            drafting: dict[Any, list[float]] = {key: [] for key in keys}
-            other: list[float] = []
-            for repeat in range(repeats):
-                short, long = run(prompt, 4), run(prompt, 4 + new_tokens)
-                per_token.append((long - short) / new_tokens)
-                for key in keys[repeat % len(keys) :] + keys[: repeat % len(keys)]:
-                    with record_assisted() as stats:
-                        run(prompt, new_tokens, drafts[key])
-                    draft_s, rest = _rounds(stats, gamma)
-                    if not draft_s:
-                        raise ValueError(f"no full round of {gamma} proposals was timed: raise new_tokens.")
-                    drafting[key].extend(draft_s)
-                    other.extend(rest)
-            measured[length] = {
-                "target": _median_ms(per_token),
-                "draft": {key: _median_ms(samples) for key, samples in drafting.items()},
-                "verify": _median_ms(other),
-            }
+            measured[length] = _measure_length(
+                target, {key: drafts[key] for key in keys}, prompt, gamma, new_tokens, repeats
+            )
     finally:
         draft.generation_config.update(**saved)
+    info = {"prompt_tokens": lengths, "new_tokens": new_tokens, "repeats": repeats, "threads": torch.get_num_threads()}
+    info.update(device=str(device), dtype=str(next(draft.parameters()).dtype))
+    return _cost_model(measured, ks, lengths, vocab, gamma, new_tokens, target_prefill, draft_prefill, info)
+
+
+def _generate_seconds(target: Any, prompt: torch.Tensor, new: int, assistant: Any = None) -> float:
+    """Wall time of one greedy ``target.generate()`` of exactly ``new`` tokens (assisted by ``assistant``)."""
+    kwargs = {"input_ids": prompt, "attention_mask": torch.ones_like(prompt), "do_sample": False}
+    kwargs.update(max_new_tokens=new, min_new_tokens=new)
+    if assistant is not None:
+        kwargs["assistant_model"] = assistant
+    start = time.perf_counter()
+    with torch.no_grad():
+        target.generate(**kwargs)
+    return time.perf_counter() - start
+
+
+def _measure_length(
+    target: Any, drafts: dict[Any, Any], prompt: torch.Tensor, gamma: int, new_tokens: int, repeats: int
+) -> dict[str, Any]:
+    """At one prompt length: the target's per-token time, and per draft the median drafting time of a full round
+    and (all drafts together) the rest of a round; each repeat in a rotated order of the drafts."""
+    from .instrument import record_assisted
+
+    _generate_seconds(target, prompt, 2)  # warm-up
+    for assistant in drafts.values():
+        _generate_seconds(target, prompt, 4, assistant)  # warm-up
+    keys = list(drafts)
+    per_token: list[float] = []
+    drafting: dict[Any, list[float]] = {key: [] for key in keys}
+    other: list[float] = []
+    for repeat in range(repeats):
+        short, long = _generate_seconds(target, prompt, 4), _generate_seconds(target, prompt, 4 + new_tokens)
+        per_token.append((long - short) / new_tokens)
+        for key in keys[repeat % len(keys) :] + keys[: repeat % len(keys)]:
+            with record_assisted() as stats:
+                _generate_seconds(target, prompt, new_tokens, drafts[key])
+            draft_s, rest = _rounds(stats, gamma)
+            if not draft_s:
+                raise ValueError(f"no full round of {gamma} proposals was timed: raise new_tokens.")
+            drafting[key].extend(draft_s)
+            other.extend(rest)
+    return {
+        "target": _median_ms(per_token),
+        "draft": {key: _median_ms(samples) for key, samples in drafting.items()},
+        "verify": _median_ms(other),
+    }
+
+
+def _cost_model(
+    measured: dict[int, dict[str, Any]],
+    ks: list[int],
+    lengths: list[int],
+    vocab: int,
+    gamma: int,
+    new_tokens: int,
+    target_prefill: Any,
+    draft_prefill: Any,
+    info: dict[str, Any],
+) -> CostModel:
+    """The :class:`CostModel` of the timings at the two prompt lengths: costs at the shorter one, slopes in k (LM-head
+    rows) and in context length between them."""
     short_row, long_row = measured[lengths[0]], measured[lengths[1]]
     span = lengths[1] - lengths[0]  # both runs generate new_tokens: the mean contexts differ by the prompts'
     ref_k = ks[0]
@@ -150,6 +181,7 @@ def profile_assisted(
         else (first["full"] - first[ref_k]) / (vocab - ref_k)
     )
     draft_slope = sum(long_row["draft"][key] - first[key] for key in ("full", ref_k)) / (2 * span)
+    measured_ms = {str(n): {**r, "draft": {str(k): v for k, v in r["draft"].items()}} for n, r in measured.items()}
     return CostModel(
         gamma=gamma,
         vocab_size=vocab,
@@ -167,15 +199,5 @@ def profile_assisted(
             "verify": (long_row["verify"] - short_row["verify"]) / span,
             "draft": draft_slope,
         },
-        info={
-            "measured_ms": {
-                str(n): {**r, "draft": {str(k): v for k, v in r["draft"].items()}} for n, r in measured.items()
-            },
-            "prompt_tokens": lengths,
-            "new_tokens": new_tokens,
-            "repeats": repeats,
-            "threads": torch.get_num_threads(),
-            "device": str(device),
-            "dtype": str(next(draft.parameters()).dtype),
-        },
+        info={"measured_ms": measured_ms, **info},
     )

@@ -28,8 +28,22 @@ def plot_choice(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = np.unique(np.geomspace(max(choice.k_min, 1), choice.k_max, 600).astype(int))
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6.5), constrained_layout=True)
+    _curves_panel(left, curves, choice, objective, other_choices)
+    _pareto_panel(right, curves, choice, front)
+    decided = " (k set by the guard)" if choice.decided_by_guard else ""
+    fig.suptitle((title or f"vocabulary trimming: objective = {choice.objective_name}") + decided)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _curves_panel(
+    left: Any, curves: Curves, choice: Choice, objective: np.ndarray, other_choices: dict[str, int] | None
+) -> None:
+    """C(k), the other coverage, R(k), the guard's curve and the objective vs k, with the floors and the picks."""
+    ks = np.unique(np.geomspace(max(choice.k_min, 1), choice.k_max, 600).astype(int))
     heldout_basis = curves.coverage_basis == "heldout"
     other = curves.calibration_coverage if heldout_basis else curves.heldout_coverage
     labels = (
@@ -87,6 +101,9 @@ def plot_choice(
         handles, names = handles + more[0], names + more[1]
     left.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8, frameon=False)
 
+
+def _pareto_panel(right: Any, curves: Curves, choice: Choice, front: list[dict[str, float]]) -> None:
+    """The coverage-latency Pareto front with the TPE trials (feasible or not) and the two picks."""
     fc = [p["coverage"] for p in front]
     fr = [p["latency_reduction"] for p in front]
     right.plot(fr, fc, color="tab:purple", label="Pareto front (all k)")
@@ -114,12 +131,6 @@ def plot_choice(
     right.set_ylabel("coverage C(k)")
     right.set_title("coverage-latency Pareto front")
     right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8, frameon=False)
-    decided = " (k set by the guard)" if choice.decided_by_guard else ""
-    fig.suptitle((title or f"vocabulary trimming: objective = {choice.objective_name}") + decided)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def plot_latency(results: list[dict[str, Any]], path: str | Path) -> Path:
