@@ -25,17 +25,13 @@ from .selection.report import write_report
 from .tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
 
 
-def train_tiny_target(tokenizer: Any, chats: list[dict[str, Any]], steps: int = 150, seed: int = 0) -> Any:
-    """A tiny Llama fitted on ``chats`` for a few seconds on the CPU (so the demo's outputs are in-domain)."""
-    model = tiny_causal_lm(
-        "llama",
-        len(tokenizer),
-        seed=seed,
-        eos_token_id=tokenizer.eos_token_id,
-        hidden_size=64,
-        intermediate_size=128,
-        tie_word_embeddings=True,
-    )
+def train_tiny_target(
+    tokenizer: Any, chats: list[dict[str, Any]], steps: int = 150, seed: int = 0, **config: Any
+) -> Any:
+    """A tiny Llama fitted on ``chats`` for a few seconds on the CPU (so the demo's outputs are in-domain);
+    ``config`` overrides its shape (e.g. ``num_attention_heads`` for vLLM's CPU attention, head_dim >= 32)."""
+    shape = {"hidden_size": 64, "intermediate_size": 128, "tie_word_embeddings": True, **config}
+    model = tiny_causal_lm("llama", len(tokenizer), seed=seed, eos_token_id=tokenizer.eos_token_id, **shape)
     texts = [tokenizer.apply_chat_template(c["messages"], tokenize=False) for c in chats]
     ids = tokenizer(
         texts, add_special_tokens=False, padding="max_length", truncation=True, max_length=96, return_tensors="pt"

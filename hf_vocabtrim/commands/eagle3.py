@@ -46,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data.counts import TokenCounts
     from ..engines.eagle3 import check_head, head_card, head_warnings, load_head, lost_end_ids, save_head, trim_head
 
-    if args.verify_with and not args.data:
-        raise ValueError("--verify-with serves chats of your own: pass --data (the chats to serve).")
+    if args.verify_with:  # before any work: the check needs vLLM and chats to serve
+        from ..engines.vllm_serve import require_vllm
+
+        require_vllm("--verify-with")
+        if not args.data:
+            raise ValueError("--verify-with serves chats of your own: pass --data (the chats to serve).")
     head = load_head(args.draft)
     end_ids = end_ids_of(args.tokenizer)
     problems = check_head(head)

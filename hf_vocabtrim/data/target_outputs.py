@@ -37,7 +37,7 @@ def prompt_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _prompt_ids(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> list[int]:
+def prompt_ids(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> list[int]:
     ids = tokenizer.apply_chat_template(prompt_messages(messages), add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
@@ -66,7 +66,7 @@ def generate_replies(
     new ones appended after each batch, so a run can be resumed."""
     if max_new_tokens < 1 or batch_size < 1:
         raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} and {batch_size}.")
-    prompts = [_prompt_ids(tokenizer, row["messages"]) for row in rows]
+    prompts = [prompt_ids(tokenizer, row["messages"]) for row in rows]
     if not prompts:
         raise ValueError("no conversations to reply to.")
     settings = {"target": public_name(str(getattr(target.config, "_name_or_path", ""))), "max": max_new_tokens}

@@ -1,0 +1,147 @@
+"""Trimmed drafts served by vLLM as draft models (``method: "draft_model"``, through this package's vLLM plugin).
+
+The real pair of the HF benchmark (Qwen2.5-Coder-1.5B-Instruct target, 0.5B-Instruct draft, fp32 from the GGUF assets):
+the target alone, the untrimmed draft and the draft trimmed (``vocabtrim trim --plan``) by the committed static keep
+plans: the code pick (``results/spec_decode/optimize_code``), the guarded pick (``results/guard/optimize_guarded``)
+and the general pick (``results/spec_decode/optimize_general``). vLLM drafts with the static kept set (context
+tokens are per-sequence state its draft path does not have). Served paired and rotated per block of prompts
+(``vllm_bench.py``): HumanEval problems 82.. and Spec-Bench questions; batch 1 and ``--batch`` concurrent requests;
+tokens/s, acceptance length from vLLM's counters; every output compared with the target alone's.
+
+    python benchmarks/vllm_draft.py --target TARGET_DIR --draft DRAFT_DIR --vllm-python VLLM_VENV/bin/python \\
+        --work /tmp/vllm_drafts --out results/vllm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import vllm_bench  # noqa: E402
+from spec_decode import humaneval, humaneval_chat, spec_bench  # noqa: E402
+
+from hf_vocabtrim.data.target_outputs import prompt_ids  # noqa: E402
+from hf_vocabtrim.engines.vllm_serve import speculative_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PLANS = {
+    "code": ROOT / "results" / "spec_decode" / "optimize_code",
+    "guarded": ROOT / "results" / "guard" / "optimize_guarded",
+    "general": ROOT / "results" / "spec_decode" / "optimize_general",
+}
+
+
+def trim_drafts(draft: str, work: Path) -> dict[str, tuple[Path, int]]:
+    """``vocabtrim trim --plan`` for each committed plan (static kept set: no context tokens)."""
+    out = {}
+    for name, plan in PLANS.items():
+        folder = work / f"draft_{name}"
+        if not (folder / "config.json").exists():
+            argv = ["trim", "--draft", draft, "--plan", str(plan), "--no-context-tokens", "--out", str(folder)]
+            subprocess.run([sys.executable, "-m", "hf_vocabtrim", *argv], check=True)
+        out[name] = (folder, int(json.loads((folder / "config.json").read_text())["draft_vocab_size"]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", required=True, help="target folder (Qwen2.5-Coder-1.5B-Instruct, safetensors)")
+    parser.add_argument("--draft", required=True, help="draft folder (Qwen2.5-Coder-0.5B-Instruct, safetensors)")
+    parser.add_argument("--vllm-python", required=True, help="python of an environment with vLLM and hf-vocabtrim")
+    parser.add_argument("--work", required=True, help="folder for the trimmed drafts (not committed)")
+    parser.add_argument("--out", default=str(ROOT / "results" / "vllm"))
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per set")
+    parser.add_argument("--max-tokens", type=int, default=48, help="new tokens per request")
+    parser.add_argument("--blocks", type=int, default=4, help="blocks of prompts (engines per configuration)")
+    parser.add_argument("--batch", type=int, default=8, help="concurrent requests of the batch group")
+    parser.add_argument("--speculative-tokens", type=int, default=5)
+    parser.add_argument("--configs", nargs="+", default=None, help="serve only these configurations")
+    args = parser.parse_args()
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(args.target)
+    trimmed = trim_drafts(args.draft, work)
+    sets = {
+        "humaneval": [prompt_ids(tokenizer, humaneval_chat(p)) for p in humaneval()[82 : 82 + args.prompts]],
+        "spec_bench": [prompt_ids(tokenizer, messages) for messages in spec_bench(args.prompts)],
+    }
+    spec = args.speculative_tokens
+    configs: dict[str, dict | None] = {"target": None, "untrimmed": speculative_config("draft_model", args.draft, spec)}
+    configs.update({name: speculative_config("draft_model", folder, spec) for name, (folder, _) in trimmed.items()})
+    if args.configs:
+        configs = {name: configs[name] for name in args.configs}
+    done = vllm_bench.serve_blocks(
+        args.target, configs, sets, max_tokens=args.max_tokens, blocks=args.blocks, batch=args.batch,
+        python=args.vllm_python, log=out / "vllm_draft.log.jsonl",
+    )  # fmt: skip
+    table = vllm_bench.summarize(done, list(configs), list(sets), reference="untrimmed", target="target")
+    vocab = int(json.loads((Path(args.draft) / "config.json").read_text())["vocab_size"])
+    ks = {"target": None, "untrimmed": vocab, **{name: k for name, (_, k) in trimmed.items()}}
+    for rows in table.values():
+        for name, row in rows.items():
+            row["k"] = ks[name]
+    report = {
+        "engine": {**next(iter(done.values()))["engine"], "speculative_tokens": spec, "dtype": "float32"},
+        "target": Path(args.target).name,
+        "draft": Path(args.draft).name,
+        "plans": {name: str(path.relative_to(ROOT)) for name, path in PLANS.items()},
+        "settings": {k: getattr(args, k) for k in ("prompts", "max_tokens", "blocks", "batch")},
+        **table,
+    }
+    (out / "vllm_draft.json").write_text(json.dumps(report, indent=2))
+    plot(report, out / "vllm_draft.png")
+    for name in sets:
+        print(f"[{name}]")
+        for config, row in table[name].items():
+            print(
+                f"  {config:>10} (k={row['k']}): {row['tok_s_batch1']:.2f} tok/s, vs untrimmed "
+                f"x{row['vs_untrimmed_batch1_median']:.3f} {row['vs_untrimmed_batch1_ci95']}, batch "
+                f"x{row['vs_untrimmed_batch8_median']}, acceptance length {row['acceptance_length']:.3f}, "
+                f"lossless {row['lossless']}"
+            )
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Tokens/s relative to the untrimmed draft (batch 1 with its 95% CI, and the batch group) and acceptance length
+    per draft, both prompt sets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    names = [n for n in report["humaneval"] if n != "untrimmed"]
+    for offset, (set_name, color) in enumerate((("humaneval", "tab:blue"), ("spec_bench", "tab:orange"))):
+        rows = report[set_name]
+        xs = [i + 0.18 * (2 * offset - 1) for i in range(len(names))]
+        medians = [rows[n]["vs_untrimmed_batch1_median"] for n in names]
+        low = [m - rows[n]["vs_untrimmed_batch1_ci95"][0] for m, n in zip(medians, names)]
+        high = [rows[n]["vs_untrimmed_batch1_ci95"][1] - m for m, n in zip(medians, names)]
+        axes[0].errorbar(xs, medians, yerr=[low, high], fmt="o", color=color, label=f"{set_name}, batch 1 (95% CI)")
+        batch = [rows[n]["vs_untrimmed_batch8_median"] for n in names]
+        axes[0].plot(xs, batch, "s", mfc="none", color=color, label=f"{set_name}, batch {report['settings']['batch']}")
+        axes[1].bar(xs, [rows[n]["acceptance_length"] for n in names], width=0.35, color=color, label=set_name)
+    for axis in axes:
+        axis.set_xticks(range(len(names)), [f"{n}\nk={report['humaneval'][n]['k'] or 'n/a'}" for n in names])
+        axis.legend(fontsize=8)
+    axes[0].axhline(1.0, color="gray", ls=":")
+    axes[0].set_ylabel("output tokens/s relative to the untrimmed draft")
+    axes[1].axhline(report["humaneval"]["untrimmed"]["acceptance_length"], color="tab:blue", ls=":")
+    axes[1].axhline(report["spec_bench"]["untrimmed"]["acceptance_length"], color="tab:orange", ls=":")
+    axes[1].set_ylabel("acceptance length (dotted: the untrimmed draft)")
+    fig.suptitle(f"trimmed drafts served by vLLM {report['engine']['vllm']} on {report['engine']['device']}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
