@@ -112,7 +112,8 @@ class Eagle3Head(nn.Module):
         self.rotary = LlamaRotaryEmbedding(config)
 
     def forward(self, embeddings: list[torch.Tensor], aux: torch.Tensor) -> list[torch.Tensor]:
-        """Logits (T, draft_vocab) of drafting steps 1..len(embeddings) from every base position i of one sequence.
+        """The normed hidden states (T, H) of drafting steps 1..len(embeddings) from every base position i of one
+        sequence (``lm_head`` of them gives the logits; training applies it where there is a label).
 
         Step 1 at i reads fc(aux states at i) and ``embeddings[0][i]`` (token i + 1); step s reads the pre-norm output
         of step s - 1 at i and ``embeddings[s - 1][i]`` (token i + s), at rope position i + s - 1, and attends to the
@@ -125,7 +126,7 @@ class Eagle3Head(nn.Module):
         hidden = self.fc(aux)
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
-        logits = []
+        outputs = []
         for step, embedding in enumerate(embeddings):
             rope = self.rotary(embedding[None], (base + step)[None])
             residual = hidden
@@ -145,8 +146,8 @@ class Eagle3Head(nn.Module):
             attended = attention.o_proj(out.transpose(0, 1).reshape(length, -1))
             residual = attended + residual
             hidden = layer.mlp(layer.post_attention_layernorm(residual)) + residual  # pre-norm: the next step's input
-            logits.append(self.lm_head(self.norm(hidden)))
-        return logits
+            outputs.append(self.norm(hidden))
+        return outputs
 
 
 def draft_vocabulary(replies: list[list[int]], size: int, vocab: int, always: list[int]) -> np.ndarray:
@@ -222,16 +223,17 @@ def train_head(
             if n <= 0:
                 continue
             embeddings = [embedding[ids[1 + s : n + 1 + s]] for s in range(steps)]
-            for s, logits in enumerate(head(embeddings, aux[:n])):
+            for s, normed in enumerate(head(embeddings, aux[:n])):
                 labels = to_draft[greedy[1 + s : n + 1 + s]]
                 labels[: max(row["start"] - 2 - s, 0)] = -100  # only the reply's tokens are trained
                 valid = labels >= 0
                 if not bool(valid.any()):
                     continue
+                logits = head.lm_head(normed[valid])
                 weight = 0.8**s  # EAGLE-3's decay over the steps
-                loss_sum = loss_sum + weight * F.cross_entropy(logits[valid], labels[valid], reduction="sum")
+                loss_sum = loss_sum + weight * F.cross_entropy(logits, labels[valid], reduction="sum")
                 if s == 0:
-                    correct += int((logits[valid].argmax(-1) == labels[valid]).sum())
+                    correct += int((logits.argmax(-1) == labels[valid]).sum())
                     tokens += int(valid.sum())
         if tokens:
             (loss_sum / tokens).backward()

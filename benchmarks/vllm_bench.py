@@ -26,6 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hf_vocabtrim.engines.vllm_serve import run_plan  # noqa: E402
 
 
+def add_serving_args(parser: Any, speculative_tokens: int) -> None:
+    """The flags both vLLM benchmarks share: where vLLM is, where results go, and what is served."""
+    root = Path(__file__).resolve().parents[1]
+    parser.add_argument("--vllm-python", required=True, help="python of an environment with vLLM and hf-vocabtrim")
+    parser.add_argument("--work", required=True, help="folder for the drafts made here (not committed)")
+    parser.add_argument("--out", default=str(root / "results" / "vllm"))
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per set")
+    parser.add_argument("--max-tokens", type=int, default=48, help="new tokens per request")
+    parser.add_argument("--blocks", type=int, default=4, help="blocks of prompts (engines per configuration)")
+    parser.add_argument("--batch", type=int, default=8, help="concurrent requests of the batch group")
+    parser.add_argument("--speculative-tokens", type=int, default=speculative_tokens)
+
+
 def bootstrap_ci(values: list[float], resamples: int = 10_000, seed: int = 0) -> list[float]:
     """95% percentile bootstrap interval of the median of ``values`` (resampling the prompts)."""
     data = np.asarray(values, dtype=np.float64)

@@ -85,7 +85,7 @@ def build_head(args: argparse.Namespace, target: Any, tokenizer: Any, work: Path
         row.update(ids=row["ids"][cut:], aux=row["aux"][cut:], greedy=row["greedy"][cut:], start=row["start"] - cut)
     collect_s = time.perf_counter() - started
     head, info = eagle3_head.train_head(
-        target, rows, config, kept, epochs=args.epochs, lr=args.lr, tokens_per_step=2048, steps=2, seed=0
+        target, rows, config, kept, epochs=args.epochs, lr=args.lr, tokens_per_step=1024, steps=2, seed=0
     )
     info.update(
         rows=int(len(kept)),
@@ -122,17 +122,10 @@ def trim_heads(head_dir: Path, counts_file: Path, target_dir: str, work: Path) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", required=True, help="target folder (safetensors; Qwen2.5-Coder-1.5B-Instruct)")
-    parser.add_argument("--vllm-python", required=True, help="python of an environment with vLLM and hf-vocabtrim")
+    vllm_bench.add_serving_args(parser, speculative_tokens=3)
     parser.add_argument("--alpaca", required=True, help="alpaca-eval example/outputs.json")
-    parser.add_argument("--work", required=True, help="folder for the head and the trimmed heads (not committed)")
-    parser.add_argument("--out", default=str(ROOT / "results" / "vllm"))
-    parser.add_argument("--prompts", type=int, default=8, help="prompts per set")
-    parser.add_argument("--max-tokens", type=int, default=48, help="new tokens per request")
-    parser.add_argument("--blocks", type=int, default=4, help="blocks of prompts (engines per configuration)")
-    parser.add_argument("--batch", type=int, default=8, help="concurrent requests of the batch group")
-    parser.add_argument("--speculative-tokens", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--head-context", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

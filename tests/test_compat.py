@@ -4,9 +4,6 @@ where the package cannot be imported, and drafts losslessly both ways."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ from hf_vocabtrim.measure.instrument import record_assisted
 from hf_vocabtrim.tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
 
 from .helpers import use_path
-from .test_remote_code import CHILD
+from .test_remote_code import run_without_the_package
 
 FIXTURE = Path(__file__).parent / "fixtures" / "trimmed_draft_v0.3"
 
@@ -62,15 +59,6 @@ def test_a_0_3_checkpoint_loads_installed_and_drafts_losslessly(path, pair):
 def test_a_0_3_checkpoint_loads_with_remote_code_without_the_package(pair, tmp_path):
     _, target, _ = pair
     target.save_pretrained(tmp_path / "target")
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(FIXTURE), str(tmp_path / "target")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_without_the_package(FIXTURE, tmp_path / "target", tmp_path / "modules")
     assert out["module"].startswith("transformers_modules") and not out["hf_vocabtrim_loaded"]
     assert out["equal"] and out["context_ids"] > 0 and len(out["kept"]) == 173

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import torch
 
@@ -48,6 +49,17 @@ CHILD = textwrap.dedent(
 )
 
 
+def run_without_the_package(draft: Path, target: Path, modules: Path) -> dict:
+    """Load ``draft`` with ``trust_remote_code`` in a Python where hf_vocabtrim cannot be imported, generate with
+    ``target`` (see ``CHILD``), and return what the child printed."""
+    env = {"HF_MODULES_CACHE": str(modules), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(draft), str(target)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def _imports_outside_try(node: ast.AST) -> set[str]:
     """Top-level modules imported outside ``try`` blocks ("." for relative imports), as transformers' check sees."""
     if isinstance(node, ast.Try):
@@ -69,16 +81,7 @@ def test_trust_remote_code_without_the_package(tmp_path):
     for name in ("configuration_trimmed_draft.py", "modeling_trimmed_draft.py", "trimmed_head.py"):
         imported = _imports_outside_try(ast.parse((tmp_path / "draft" / name).read_text()))
         assert imported <= ALLOWED_IMPORTS, (name, imported - ALLOWED_IMPORTS)
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "draft"), str(tmp_path / "target")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_without_the_package(tmp_path / "draft", tmp_path / "target", tmp_path / "modules")
     assert out["module"].startswith("transformers_modules"), out["module"]
     assert not out["hf_vocabtrim_loaded"]
     assert out["kept"] == trimmed.kept_ids.tolist()

@@ -102,6 +102,8 @@ def _with_hf_config(vllm_config: Any, text_config: Any) -> Any:
 
 
 def _build_class() -> Any:
+    """The model class, defined here because it subclasses torch and vLLM types that are imported only on use (the
+    package imports without vLLM); long because the class is one unit: build, forward, logits, weights."""
     import torch
     from torch import nn
     from vllm import ModelRegistry

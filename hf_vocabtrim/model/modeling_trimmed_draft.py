@@ -3,9 +3,9 @@
 
 This file travels with every saved checkpoint (``auto_map``), so that ``AutoModelForCausalLM.from_pretrained(repo,
 trust_remote_code=True)`` works without hf-vocabtrim installed: it imports only torch, transformers, the standard
-library and its sibling configuration file, which travels with it (``accelerate`` and the package's own
-``special_token_ids`` are optional, inside ``try``). That is also why it is long: the head, the context-token
-bookkeeping, the scatter processor and the builder travel together.
+library and its siblings ``configuration_trimmed_draft.py`` and ``trimmed_head.py``, which travel with it
+(``accelerate`` and the package's ``special_token_ids`` are optional, inside ``try``). It is long because the model
+class is one unit that travels: building from a draft, loading and validating, context bookkeeping, generation hooks.
 """
 
 from __future__ import annotations
