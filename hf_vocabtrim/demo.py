@@ -1,5 +1,5 @@
 # Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
-"""``vocabtrim demo``: count -> optimize -> trim -> save -> load -> assisted generate, offline, in about a minute.
+"""``vocabtrim demo``: count -> optimize -> trim -> save -> load -> assisted generate, offline, in seconds.
 
 The target is a tiny Llama trained for a few seconds on embedded synthetic chats (so that its outputs are
 in-domain); the draft is that same model, whose LM head is then trimmed. Every assisted output is checked equal to
@@ -26,12 +26,18 @@ from .tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
 
 
 def train_tiny_target(
-    tokenizer: Any, chats: list[dict[str, Any]], steps: int = 150, seed: int = 0, **config: Any
+    tokenizer: Any,
+    chats: list[dict[str, Any]],
+    steps: int = 150,
+    seed: int = 0,
+    model_type: str = "llama",
+    **config: Any,
 ) -> Any:
-    """A tiny Llama fitted on ``chats`` for a few seconds on the CPU (so the demo's outputs are in-domain);
-    ``config`` overrides its shape (e.g. ``num_attention_heads`` for vLLM's CPU attention, head_dim >= 32)."""
+    """A tiny model (a Llama by default) fitted on ``chats`` for a few seconds on the CPU (so the demo's outputs are
+    in-domain); ``config`` overrides its shape (e.g. ``num_attention_heads`` for vLLM's CPU attention, head_dim >=
+    32)."""
     shape = {"hidden_size": 64, "intermediate_size": 128, "tie_word_embeddings": True, **config}
-    model = tiny_causal_lm("llama", len(tokenizer), seed=seed, eos_token_id=tokenizer.eos_token_id, **shape)
+    model = tiny_causal_lm(model_type, len(tokenizer), seed=seed, eos_token_id=tokenizer.eos_token_id, **shape)
     texts = [tokenizer.apply_chat_template(c["messages"], tokenize=False) for c in chats]
     ids = tokenizer(
         texts, add_special_tokens=False, padding="max_length", truncation=True, max_length=96, return_tensors="pt"

@@ -181,6 +181,33 @@ def test_trimmed_draft_models_in_vllm(models, vllm_python, capsys):
         assert _chi2_pvalue(_second_tokens(plain["groups"][0]), marginal) < 1e-3
 
 
+def test_a_gemma2_draft_scores_with_its_trimmed_head(models, vllm_python, capsys):
+    """vLLM's Gemma 2 class scores with its input embedding (tied), not an LM head: the plugin must score with the
+    k-row head. A Gemma 2 draft trimmed to every id the replies use and it proposed accepts exactly what it
+    accepts untrimmed (scoring with the embedding's first k rows, it would not)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    from hf_vocabtrim import KeepPlan
+
+    draft = models["draft_gemma2"]
+    served = {"target": _serve(vllm_python, models, None)}
+    served["draft"] = _serve(vllm_python, models, speculative_config("draft_model", draft), record_drafts=True)
+    proposed = served["draft"]["groups"][0]["drafted_ids"]
+    folder = models["folder"]
+    counts = _counts_with(TokenCounts.load(models["counts"]), proposed, folder / "gemma2_replies_and_proposals.json")
+    config = AutoConfig.from_pretrained(draft)
+    keep = KeepPlan.from_counts(TokenCounts.load(counts), config, GenerationConfig.from_pretrained(draft))
+    k, out = _used_ids_k(keep, TokenCounts.load(counts)), folder / "draft_gemma2_trimmed"
+    assert commands.main(["trim", "--draft", draft, "--counts", counts, "--k", str(k), "--out", str(out)]) == 0
+    capsys.readouterr()
+    served["trimmed"] = _serve(vllm_python, models, speculative_config("draft_model", str(out)))
+    outputs = {name: _result(served, name)[0] for name in served}
+    metrics = {name: _result(served, name)[1] for name in ("draft", "trimmed")}
+    assert outputs["trimmed"] == outputs["draft"] == outputs["target"] == models["replies"]
+    assert metrics["draft"]["accepted"] > metrics["draft"]["drafts"]  # the draft agrees with the target
+    assert k < config.vocab_size and metrics["trimmed"]["per_position"] == metrics["draft"]["per_position"]
+
+
 def _second_tokens(group: dict) -> torch.Tensor:
     return torch.bincount(torch.tensor([o[1] for o in group["outputs"]]), minlength=512)
 

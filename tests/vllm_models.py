@@ -27,16 +27,21 @@ PROMPTS, NEW_TOKENS = 8, 32
 
 
 def build(folder: Path) -> dict[str, Any]:
-    """Write ``target/``, ``draft/``, ``head/`` under ``folder``; return their paths, the test prompts' ids and the
-    target's greedy replies to them."""
+    """Write ``target/``, ``draft/``, ``draft_gemma2/``, ``head/`` under ``folder``; return their paths, the test
+    prompts' ids and the target's greedy replies to them."""
     torch.manual_seed(0)
     tokenizer = build_tiny_tokenizer()
     chats = demo_chats(240)
     train, held = chats[:180], chats[200 : 200 + PROMPTS]
     target = train_tiny_target(tokenizer, train, steps=250, num_hidden_layers=4, **SHAPE)
     draft = train_tiny_target(tokenizer, train, steps=120, seed=1, num_hidden_layers=2, **SHAPE)
-    paths = {name: folder / name for name in ("target", "draft", "head")}
-    for name, model in (("target", target), ("draft", draft)):
+    # a Gemma 2 draft: vLLM's Gemma2ForCausalLM scores with its input embedding, not an LM head (global layers
+    # only: vLLM's draft_model path refuses a draft whose layers need two KV-cache groups, sliding and global)
+    gemma = {"model_type": "gemma2", "head_dim": 32, "query_pre_attn_scalar": 32, "num_hidden_layers": 2}
+    gemma["layer_types"] = ["full_attention"] * 2
+    draft_gemma2 = train_tiny_target(tokenizer, train, steps=120, seed=2, **SHAPE, **gemma)
+    paths = {name: folder / name for name in ("target", "draft", "draft_gemma2", "head")}
+    for name, model in (("target", target), ("draft", draft), ("draft_gemma2", draft_gemma2)):
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(paths[name])
         tokenizer.save_pretrained(paths[name])

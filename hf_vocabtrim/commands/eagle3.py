@@ -13,6 +13,8 @@ from typing import Any
 from ._args import FRACTION, NON_NEGATIVE, POSITIVE, command, data_args, load_rows
 from .check import end_ids_of
 
+INCONCLUSIVE = 3  # exit status: --verify-with found the original head not lossless either
+
 
 def add_parser(sub: Any) -> None:
     p = command(sub, "eagle3", help="trim an EAGLE-3 / DFlash draft head (vLLM, SGLang, SpecForge) to k of its rows")
@@ -34,7 +36,8 @@ def add_parser(sub: Any) -> None:
         "--verify-with",
         default=None,
         help="target model folder: serve chats of --data with the original and the trimmed head in vLLM (needs "
-        "`pip install hf-vocabtrim[vllm]`) and report lossless yes/no and the acceptance ratio",
+        "`pip install hf-vocabtrim[vllm]`) and report lossless yes/no and the acceptance ratio; exit status 1 if "
+        f"the trimmed head is not lossless, {INCONCLUSIVE} if the original is not either",
     )
     data_args(p, "--data", required=False)
     p.add_argument("--verify-prompts", type=POSITIVE, default=8, help="chats served by --verify-with")
@@ -53,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.data:
             raise ValueError("--verify-with serves chats of your own: pass --data (the chats to serve).")
     head = load_head(args.draft)
+    if args.verify_with and head.layout == "dflash":
+        raise ValueError("--verify-with serves EAGLE-3 heads; a DFlash head is not served by this check (drop it).")
     end_ids = end_ids_of(args.tokenizer)
     problems = check_head(head)
     if problems:
@@ -81,11 +86,17 @@ def run(args: argparse.Namespace) -> int:
         **{k: summary[k] for k in keys if k in summary},
     }
     if args.verify_with and not problems:
-        shown["verify"] = _verify(args)
+        try:
+            shown["verify"] = _verify(args)
+        except RuntimeError as err:  # vLLM failed or ran out of time: the head is written, the check did not run
+            print(f"vocabtrim eagle3: --verify-with: {err}", file=sys.stderr)
+            return 1
     print(json.dumps(shown))
     if problems:
         return 1
-    return 1 if args.verify_with and not shown["verify"]["lossless"] else 0
+    if not args.verify_with or shown["verify"]["lossless"]:
+        return 0
+    return 1 if shown["verify"]["original_lossless"] else INCONCLUSIVE
 
 
 def _choose(args: argparse.Namespace, head: Any, counts: Any, end_ids: list[int] | None) -> tuple[Any, dict, list]:
@@ -133,6 +144,8 @@ def _verify(args: argparse.Namespace) -> dict[str, Any]:
     rows = list(load_rows(args, args.data))[: args.verify_prompts]
     result = verify_heads(args.verify_with, args.draft, args.out, rows, max_new_tokens=args.verify_tokens)
     line = "lossless" if result["lossless"] else "NOT lossless"
+    if not result["lossless"] and not result["original_lossless"]:
+        line = "inconclusive (the original head is not lossless either: vLLM's numerics here, not the trim)"
     print(
         f"vLLM {result['engine']['vllm']}: {line} on {result['prompts']} chats; acceptance length "
         f"{result['trimmed']['acceptance_length']:.3f} trimmed vs {result['original']['acceptance_length']:.3f} "

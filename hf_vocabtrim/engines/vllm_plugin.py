@@ -152,7 +152,8 @@ def _build_class() -> Any:
 
         def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
             """(N, V) logits: the k kept rows' scores at ``kept_ids``, ``-inf`` elsewhere."""
-            small = self.base.compute_logits(hidden_states)
+            # the k-row head itself: some of vLLM's classes (Gemma 2, Command R) score with the input embedding
+            small = self.base.logits_processor(self.base.lm_head, hidden_states)
             if small is None:  # not the rank that holds the logits
                 return None
             full = small.new_full((small.shape[0], self.vocab_size), float("-inf"))
@@ -176,6 +177,8 @@ def _build_class() -> Any:
                         yield name.removeprefix("draft."), tensor
 
             loaded = self.base.load_weights(base_weights())
+            if loaded is not None and "lm_head.weight" not in loaded:
+                raise ValueError(f"{ARCHITECTURE}: the checkpoint has no `draft.lm_head.weight`: not a trimmed draft.")
             kept = found.get("kept_ids")
             if kept is None:
                 raise ValueError(f"{ARCHITECTURE}: the checkpoint has no `kept_ids`: not a trimmed draft.")

