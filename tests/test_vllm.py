@@ -189,9 +189,8 @@ def test_a_gemma2_draft_scores_with_its_trimmed_head(models, vllm_python, capsys
 
     from hf_vocabtrim import KeepPlan
 
-    draft = models["draft_gemma2"]
-    served = {"target": _serve(vllm_python, models, None)}
-    served["draft"] = _serve(vllm_python, models, speculative_config("draft_model", draft), record_drafts=True)
+    draft = models["draft_gemma2"]  # (vLLM's target alone gives the replies: test_trimmed_draft_models_in_vllm)
+    served = {"draft": _serve(vllm_python, models, speculative_config("draft_model", draft), record_drafts=True)}
     proposed = served["draft"]["groups"][0]["drafted_ids"]
     folder = models["folder"]
     counts = _counts_with(TokenCounts.load(models["counts"]), proposed, folder / "gemma2_replies_and_proposals.json")
@@ -203,7 +202,7 @@ def test_a_gemma2_draft_scores_with_its_trimmed_head(models, vllm_python, capsys
     served["trimmed"] = _serve(vllm_python, models, speculative_config("draft_model", str(out)))
     outputs = {name: _result(served, name)[0] for name in served}
     metrics = {name: _result(served, name)[1] for name in ("draft", "trimmed")}
-    assert outputs["trimmed"] == outputs["draft"] == outputs["target"] == models["replies"]
+    assert outputs["trimmed"] == outputs["draft"] == models["replies"]
     assert metrics["draft"]["accepted"] > metrics["draft"]["drafts"]  # the draft agrees with the target
     assert k < config.vocab_size and metrics["trimmed"]["per_position"] == metrics["draft"]["per_position"]
 

@@ -139,17 +139,9 @@ def _choose(args: argparse.Namespace, head: Any, counts: Any, end_ids: list[int]
 
 def _verify(args: argparse.Namespace) -> dict[str, Any]:
     """Serve the user's chats with the original and the trimmed head in vLLM: lossless, acceptance ratio."""
-    from ..engines.vllm_serve import verify_heads
+    from ..engines.vllm_serve import verdict, verify_heads
 
     rows = list(load_rows(args, args.data))[: args.verify_prompts]
     result = verify_heads(args.verify_with, args.draft, args.out, rows, max_new_tokens=args.verify_tokens)
-    line = "lossless" if result["lossless"] else "NOT lossless"
-    if not result["lossless"] and not result["original_lossless"]:
-        line = "inconclusive (the original head is not lossless either: vLLM's numerics here, not the trim)"
-    print(
-        f"vLLM {result['engine']['vllm']}: {line} on {result['prompts']} chats; acceptance length "
-        f"{result['trimmed']['acceptance_length']:.3f} trimmed vs {result['original']['acceptance_length']:.3f} "
-        f"original ({result['acceptance_ratio']:.3f}x)",
-        file=sys.stderr,
-    )
+    print(verdict(result), file=sys.stderr)
     return result

@@ -10,6 +10,7 @@ over an engine's life: each group reports the difference across its own requests
 
 On a machine without CUDA the CPU defaults that work offline are set unless already set
 (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, ``VLLM_CPU_KVCACHE_SPACE=1``, ``VLLM_CPU_OMP_THREADS_BIND=nobind``).
+The module is long because it holds both sides of the process boundary: the engine's runner and its callers.
 """
 
 from __future__ import annotations
@@ -244,6 +245,18 @@ def verify_heads(
         "trimmed": metrics["trimmed"],
         "acceptance_ratio": metrics["trimmed"]["acceptance_length"] / metrics["original"]["acceptance_length"],
     }
+
+
+def verdict(result: dict[str, Any]) -> str:
+    """One line for a person from :func:`verify_heads`' result."""
+    line = "lossless" if result["lossless"] else "NOT lossless"
+    if not result["lossless"] and not result["original_lossless"]:
+        line = "inconclusive (the original head is not lossless either: vLLM's numerics here, not the trim)"
+    return (
+        f"vLLM {result['engine']['vllm']}: {line} on {result['prompts']} chats; acceptance length "
+        f"{result['trimmed']['acceptance_length']:.3f} trimmed vs {result['original']['acceptance_length']:.3f} "
+        f"original ({result['acceptance_ratio']:.3f}x)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
