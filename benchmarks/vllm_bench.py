@@ -20,10 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hf_vocabtrim.engines.vllm_serve import run_plan  # noqa: E402
+from spec_decode import bootstrap_ci, humaneval, humaneval_chat, spec_bench  # noqa: E402
+
+from hf_vocabtrim.data.target_outputs import prompt_ids  # noqa: E402
+from hf_vocabtrim.engines.vllm_serve import acceptance_length, run_plan  # noqa: E402
 
 
 def add_serving_args(parser: Any, speculative_tokens: int) -> None:
@@ -39,12 +41,13 @@ def add_serving_args(parser: Any, speculative_tokens: int) -> None:
     parser.add_argument("--speculative-tokens", type=int, default=speculative_tokens)
 
 
-def bootstrap_ci(values: list[float], resamples: int = 10_000, seed: int = 0) -> list[float]:
-    """95% percentile bootstrap interval of the median of ``values`` (resampling the prompts)."""
-    data = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    medians = np.median(data[rng.integers(0, len(data), (resamples, len(data)))], axis=1)
-    return [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]
+def prompt_sets(tokenizer: Any, prompts: int) -> dict[str, list[list[int]]]:
+    """The served prompts' ids: HumanEval problems 82.. (the head's and the plans' calibration used 0-81) and
+    Spec-Bench questions (round robin over its categories), ``prompts`` of each."""
+    return {
+        "humaneval": [prompt_ids(tokenizer, humaneval_chat(p)) for p in humaneval()[82 : 82 + prompts]],
+        "spec_bench": [prompt_ids(tokenizer, messages) for messages in spec_bench(prompts)],
+    }
 
 
 def serve_blocks(
@@ -147,7 +150,7 @@ def summarize(
             row: dict[str, Any] = {
                 "tok_s_batch1": sum(r["tokens"] for r in mine) / sum(r["seconds"] for r in mine),
                 "tok_s_batch8": _batch_rate(batches[config]),
-                "acceptance_length": 1 + accepted / drafts if drafts else 1.0,
+                "acceptance_length": acceptance_length({"drafts": drafts, "accepted": accepted}),
                 "per_position_acceptance": [a / drafts for a in positions] if drafts else [],
                 "lossless": all(singles[config][p]["outputs"] == singles[target][p]["outputs"] for p in prompts)
                 and all(batches[config][b]["outputs"] == batches[target][b]["outputs"] for b in batches[target]),
@@ -171,6 +174,25 @@ def summarize(
             rows[config] = row
         out[set_name] = rows
     return out
+
+
+def print_table(table: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """One line per set and configuration of :func:`summarize`'s table."""
+
+    def shown(value: float | None, digits: int) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    for set_name, rows in table.items():
+        print(f"[{set_name}]")
+        for name, row in rows.items():
+            low, high = row["vs_untrimmed_batch1_ci95"]
+            k = f" (k={row['k']})" if row.get("k") else ""
+            print(
+                f"  {name:>10}{k}: {row['tok_s_batch1']:.2f} tok/s (x{row['vs_untrimmed_batch1_median']:.3f} "
+                f"[{low:.3f}, {high:.3f}]), batch {shown(row['tok_s_batch8'], 2)} tok/s "
+                f"(x{shown(row['vs_untrimmed_batch8_median'], 3)}), acceptance length {row['acceptance_length']:.3f}, "
+                f"lossless {row['lossless']}"
+            )
 
 
 def _batch_rate(groups: dict[int, dict[str, Any]]) -> float | None:

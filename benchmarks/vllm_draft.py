@@ -24,9 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vllm_bench  # noqa: E402
-from spec_decode import humaneval, humaneval_chat, spec_bench  # noqa: E402
 
-from hf_vocabtrim.data.target_outputs import prompt_ids  # noqa: E402
 from hf_vocabtrim.engines.vllm_serve import speculative_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,10 +61,7 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.target)
     trimmed = trim_drafts(args.draft, work)
-    sets = {
-        "humaneval": [prompt_ids(tokenizer, humaneval_chat(p)) for p in humaneval()[82 : 82 + args.prompts]],
-        "spec_bench": [prompt_ids(tokenizer, messages) for messages in spec_bench(args.prompts)],
-    }
+    sets = vllm_bench.prompt_sets(tokenizer, args.prompts)
     spec = args.speculative_tokens
     configs: dict[str, dict | None] = {"target": None, "untrimmed": speculative_config("draft_model", args.draft, spec)}
     configs.update({name: speculative_config("draft_model", folder, spec) for name, (folder, _) in trimmed.items()})
@@ -92,15 +87,7 @@ def main() -> None:
     }
     (out / "vllm_draft.json").write_text(json.dumps(report, indent=2))
     plot(report, out / "vllm_draft.png")
-    for name in sets:
-        print(f"[{name}]")
-        for config, row in table[name].items():
-            print(
-                f"  {config:>10} (k={row['k']}): {row['tok_s_batch1']:.2f} tok/s, vs untrimmed "
-                f"x{row['vs_untrimmed_batch1_median']:.3f} {row['vs_untrimmed_batch1_ci95']}, batch "
-                f"x{row['vs_untrimmed_batch8_median']}, acceptance length {row['acceptance_length']:.3f}, "
-                f"lossless {row['lossless']}"
-            )
+    vllm_bench.print_table(table)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import eagle3_head  # noqa: E402
 import vllm_bench  # noqa: E402
-from spec_decode import humaneval, humaneval_chat, spec_bench  # noqa: E402
+from spec_decode import humaneval, humaneval_chat  # noqa: E402
 
 from hf_vocabtrim.data.chats import ChatColumns, load_chats  # noqa: E402
 from hf_vocabtrim.data.specials import end_of_reply_ids  # noqa: E402
@@ -140,10 +140,7 @@ def main() -> None:
     head_dir, counts_file, info = build_head(args, target, tokenizer, work)
     del target
     folders, pick = trim_heads(head_dir, counts_file, args.target, work)
-    sets = {
-        "humaneval": [prompt_ids(tokenizer, humaneval_chat(p)) for p in humaneval()[82 : 82 + args.prompts]],
-        "spec_bench": [prompt_ids(tokenizer, messages) for messages in spec_bench(args.prompts)],
-    }
+    sets = vllm_bench.prompt_sets(tokenizer, args.prompts)
     configs: dict[str, dict | None] = {"target": None}
     configs.update({k: speculative_config("eagle3", folder, args.speculative_tokens) for k, folder in folders.items()})
     done = vllm_bench.serve_blocks(
@@ -155,7 +152,7 @@ def main() -> None:
     report = {
         "engine": {**engine, "speculative_tokens": args.speculative_tokens, "dtype": "float32"},
         "target": Path(args.target).name,
-        "head": {"rows": ROWS, **info, "training_tokens": info["training_tokens"], "steps": info["steps"]},
+        "head": {"rows": ROWS, **info},
         "pick_k": pick,
         "untrimmed_k": ROWS,
         "settings": {k: getattr(args, k) for k in ("prompts", "max_tokens", "blocks", "batch")},
@@ -165,15 +162,7 @@ def main() -> None:
     }
     (out / "vllm_eagle3.json").write_text(json.dumps(report, indent=2))
     plot(report, out / "vllm_eagle3.png")
-    for name in sets:
-        print(f"[{name}]")
-        for k, row in table[name].items():
-            print(
-                f"  {k:>7}: {row['tok_s_batch1']:.2f} tok/s (x{row['vs_untrimmed_batch1_median']:.3f} "
-                f"[{row['vs_untrimmed_batch1_ci95'][0]:.3f}, {row['vs_untrimmed_batch1_ci95'][1]:.3f}]), batch "
-                f"{row['tok_s_batch8']:.2f} tok/s, acceptance length {row['acceptance_length']:.3f}, "
-                f"lossless {row['lossless']}"
-            )
+    vllm_bench.print_table(table)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
