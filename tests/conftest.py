@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from hf_vocabtrim.tiny import build_tiny_tokenizer
+from hf_vocabtrim import commands
+from hf_vocabtrim.tiny import build_tiny_tokenizer, demo_chats
+
+from . import vllm_models
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +67,28 @@ def plain(messages):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# ------------------------------------------------------------------------------------------------ vLLM
+@pytest.fixture(scope="session")
+def vllm_python() -> str:
+    path = os.environ.get("VOCABTRIM_VLLM_PYTHON")
+    if path and Path(path).exists():
+        return path
+    if os.environ.get("CI"):
+        pytest.fail("VOCABTRIM_VLLM_PYTHON is missing on CI: .ci/run must install vLLM's environment")
+    pytest.skip("vLLM's environment not available here (set VOCABTRIM_VLLM_PYTHON)")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory, vllm_python):
+    folder = tmp_path_factory.mktemp("vllm_models")
+    built = vllm_models.build(folder)
+    held = [{"messages": chat["messages"]} for chat in demo_chats(240)[200 : 200 + vllm_models.PROMPTS]]
+    (folder / "held.jsonl").write_text("".join(json.dumps(row) + "\n" for row in held))
+    counts = folder / "replies.json"  # the target's own replies to the served prompts: "every id the replies use"
+    argv = ["count", "--data", str(folder / "held.jsonl"), "--tokenizer", built["target"], "--out", str(counts)]
+    assert (
+        commands.main([*argv, "--generate-with", built["target"], "--max-new-tokens", str(vllm_models.NEW_TOKENS)]) == 0
+    )
+    return {**built, "folder": folder, "counts": str(counts), "held": str(folder / "held.jsonl")}

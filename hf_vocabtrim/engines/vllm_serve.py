@@ -28,6 +28,7 @@ from typing import Any
 
 CPU_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 ERROR_LINES = 20  # of vLLM's output, in the error of a failed run
+PREFIX = "hf-vocabtrim: "  # this package's own error lines in vLLM's output
 _COUNTERS = {
     "vllm:spec_decode_num_drafts": "drafts",
     "vllm:spec_decode_num_draft_tokens": "draft_tokens",
@@ -102,7 +103,9 @@ def serve(plan: dict[str, Any]) -> dict[str, Any]:
     (default True)), optional ``max_model_len`` (default 1024), ``dtype`` (default float32), ``seed``.
     Returns ``engine`` (vLLM version, device), ``startup_s`` and per group: ``outputs`` (token ids per prompt),
     ``seconds``, ``tokens`` and ``metrics`` (the counters' difference over the group, with ``acceptance_length``);
-    with ``record_drafts`` in the plan, also ``drafted_ids``: every id the draft proposed in the group."""
+    with ``record_drafts`` in the plan, also ``drafted_ids`` (every id the draft proposed in the group) and
+    ``drafts`` (per prompt, the proposals of each round kept by the scheduler). ``engine_args``: more ``LLM``
+    arguments (e.g. ``enable_prefix_caching``, ``enable_chunked_prefill``, ``max_num_batched_tokens``)."""
     import torch
 
     if not torch.cuda.is_available():
@@ -113,7 +116,7 @@ def serve(plan: dict[str, Any]) -> dict[str, Any]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    drafted: set[int] = set()
+    drafted: dict[str, list[list[int]]] = {}
     if plan.get("record_drafts"):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the scheduler must run in this process
         _record_drafts(drafted)
@@ -126,6 +129,7 @@ def serve(plan: dict[str, Any]) -> dict[str, Any]:
         disable_log_stats=False,
         seed=int(plan.get("seed", 0)),
         speculative_config=plan.get("speculative"),
+        **plan.get("engine_args", {}),
     )
     startup = time.perf_counter() - started
     prompts = [TokensPrompt(prompt_token_ids=[int(i) for i in ids]) for ids in plan["prompts"]]
@@ -144,30 +148,43 @@ def serve(plan: dict[str, Any]) -> dict[str, Any]:
         results = llm.generate([prompts[i] for i in group["prompts"]], params, use_tqdm=False)
         seconds = time.perf_counter() - begin
         outputs = [list(result.outputs[0].token_ids) for result in results]
+        recorded = {}
+        if plan.get("record_drafts"):
+            proposals = [_drafts_of(drafted, result.request_id) for result in results]
+            recorded = {"drafted_ids": sorted({i for p in proposals for ids in p for i in ids}), "drafts": proposals}
         groups.append(
             {
                 "outputs": outputs,
                 "seconds": seconds,
                 "tokens": sum(map(len, outputs)),
                 "metrics": _difference(_counters(llm), before),
-                **({"drafted_ids": sorted(drafted)} if plan.get("record_drafts") else {}),
+                **recorded,
             }
         )
     engine = {"vllm": vllm.__version__, "device": device_name(), "torch": torch.__version__}
     return {"engine": engine, "startup_s": startup, "groups": groups}
 
 
-def _record_drafts(into: set[int]) -> None:
-    """Record every token id the draft proposes (vLLM's scheduler receives them; in-process engines only): what
-    the tests need to know which ids a kept set must hold for a trimmed draft to propose exactly the same."""
+def _drafts_of(drafted: dict[str, list[list[int]]], request_id: str) -> list[list[int]]:
+    """A request's recorded proposals (the engine core's id is the user-facing one plus a random suffix)."""
+    return [ids for key, rounds in drafted.items() if key == request_id or key.startswith(f"{request_id}-")
+            for ids in rounds]  # fmt: skip
+
+
+def _record_drafts(into: dict[str, list[list[int]]]) -> None:
+    """Record, per request id, the proposals of each round that vLLM's scheduler keeps (prefill chunks' drafts are
+    dropped by vLLM; in-process engines only): which ids a kept set must hold for a trimmed draft to propose exactly
+    the same, and whether a request drafts the same alone and beside others."""
     from vllm.v1.core.sched.scheduler import Scheduler
 
     for name in ("update_draft_token_ids", "update_draft_token_ids_in_output"):
         original = getattr(Scheduler, name)
 
         def recording(self: Any, draft_token_ids: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            for ids in draft_token_ids.draft_token_ids or []:
-                into.update(int(i) for i in ids)
+            for req_id, ids in zip(draft_token_ids.req_ids or [], draft_token_ids.draft_token_ids or []):
+                request = self.requests.get(req_id)
+                if request is not None and not request.is_finished() and not request.is_prefill_chunk and ids:
+                    into.setdefault(req_id, []).append([int(i) for i in ids])
             return _original(self, draft_token_ids, *args, **kwargs)
 
         setattr(Scheduler, name, recording)
@@ -199,6 +216,9 @@ def run_plan(
         if process.returncode != 0 or not out_file.exists():
             lines = [line for line in (stderr or stdout).splitlines() if line.strip()][-ERROR_LINES:]
             said = "\n".join(lines) if lines else "no output"
+            ours = [line[line.index(PREFIX) :] for line in (stderr + stdout).splitlines() if PREFIX in line]
+            if ours:  # this package's one-line diagnosis (a broken trimmed folder...), last where it is read
+                said += "\n" + ours[-1]
             raise RuntimeError(f"vLLM failed ({plan['target']}, exit status {process.returncode}):\n{said}")
         return json.loads(out_file.read_text())
 

@@ -78,3 +78,8 @@ class TrimmedDraftConfig(PretrainedConfig):
         output = super().to_dict()
         output.pop("vocab_size", None)  # derived from text_config
         return output
+
+
+if __name__ == "hf_vocabtrim.model.configuration_trimmed_draft":  # the package's copy, not remote code
+    AutoConfig.register(TrimmedDraftConfig.model_type, TrimmedDraftConfig, exist_ok=True)
+    TrimmedDraftConfig.register_for_auto_class()  # save_pretrained writes auto_map and copies this file

@@ -526,3 +526,10 @@ __all__ = [
     "scatter_to_full_vocab",
     "validate_kept_ids",
 ]
+
+
+if __name__ == "hf_vocabtrim.model.modeling_trimmed_draft":  # the package's copy, not remote code
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.register(TrimmedDraftConfig, TrimmedDraftModel, exist_ok=True)
+    TrimmedDraftModel.register_for_auto_class("AutoModelForCausalLM")  # save_pretrained copies the code files
