@@ -36,7 +36,7 @@ SHAPES = {
         intermediate_size=4864,
         vocab_size=151936,
         tie_word_embeddings=True,
-        max_position_embeddings=4096,
+        max_position_embeddings=8400,
     ),
     "gemma-3-270m": dict(
         model_type="gemma3_text",
@@ -67,7 +67,10 @@ KS = [65536, 32768, 16384, 8192, 4096, 2048, 1024]
 CONTEXT_IDS = [64, 256, 2048]  # sequence lengths: one context slot per position
 
 
-def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, rounds: int, context_k: int) -> dict:
+def time_shape(
+    name: str, spec: dict, ks: list[int], prompt: int, steps: int, rounds: int, context_k: int,
+    context_lengths: list[int] = CONTEXT_IDS,
+) -> dict:  # fmt: skip
     spec = dict(spec)
     config = AutoConfig.for_model(spec.pop("model_type"), **spec)
     torch.manual_seed(0)
@@ -84,7 +87,7 @@ def time_shape(name: str, spec: dict, ks: list[int], prompt: int, steps: int, ro
             context_steps = {"static": steps_by_key[k], "context": decode_step(with_context.eval())}
     med = {key: value["ms"] for key, value in time_decode(steps_by_key, config, prompt, steps, rounds).items()}
     context = []
-    lengths = [n for n in CONTEXT_IDS if n + 2 * steps <= config.max_position_embeddings] if context_k in ks else []
+    lengths = [n for n in context_lengths if n + 2 * steps <= config.max_position_embeddings] if context_k in ks else []
     for n in lengths:  # the same draft, static and with context slots, after n tokens
         timed = {key: value["ms"] for key, value in time_decode(context_steps, config, n, steps, rounds).items()}
         context.append(
@@ -134,6 +137,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median taken)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--context-k", type=int, default=8192, help="k of the context-token drafts")
+    parser.add_argument("--context-lengths", type=int, nargs="+", default=CONTEXT_IDS, help="sequence lengths")
     parser.add_argument("--out", default="results/draft_latency")
     args = parser.parse_args()
     if args.threads:
@@ -143,7 +147,9 @@ def main() -> None:
     results = []
     for name in args.shapes:
         print(f"== {name}: building and timing ({args.rounds} rounds x {args.steps} steps) ...", flush=True)
-        res = time_shape(name, SHAPES[name], args.ks, args.prompt, args.steps, args.rounds, args.context_k)
+        res = time_shape(
+            name, SHAPES[name], args.ks, args.prompt, args.steps, args.rounds, args.context_k, args.context_lengths
+        )
         results.append(res)
         print(
             f"full {res['full_ms']:.1f} ms/token, body {res['body_ms']:.1f} ms, head share measured "

@@ -1,15 +1,20 @@
 """Trimmed drafts served by vLLM as draft models (``method: "draft_model"``, through this package's vLLM plugin).
 
 The real pair of the HF benchmark (Qwen2.5-Coder-1.5B-Instruct target, 0.5B-Instruct draft, fp32 from the GGUF assets):
-the target alone, the untrimmed draft and the draft trimmed (``vocabtrim trim --plan``) by the committed static keep
-plans: the code pick (``results/spec_decode/optimize_code``), the guarded pick (``results/guard/optimize_guarded``)
-and the general pick (``results/spec_decode/optimize_general``). vLLM drafts with the static kept set (context
-tokens are per-sequence state its draft path does not have). Served paired and rotated per block of prompts
-(``vllm_bench.py``): HumanEval problems 82.. and Spec-Bench questions; batch 1 and ``--batch`` concurrent requests;
-tokens/s, acceptance length from vLLM's counters; every output compared with the target alone's.
+the target alone, the untrimmed draft, and the draft trimmed (``vocabtrim trim --plan``) in the mode each plan is for:
+
+- ``context``: the context plan (``results/guard/optimize_guarded``, optimised with ``--context-tokens``) at
+  ``--context-k`` (default: the plan's own k), served **with** context tokens (the plugin scores each request's own
+  sequence ids beside the kept set);
+- ``static_best``: a static kept set (the same order, context tokens off) at ``--static-k``: the best static k of the
+  k sweep (``vllm_k_sweep.py``), served static.
+
+Served paired and rotated per block of prompts (``vllm_bench.py``): HumanEval problems 82.. and Spec-Bench questions;
+batch 1 and ``--batch`` concurrent requests; tokens/s, acceptance length from vLLM's counters; every output compared
+with the target alone's.
 
     python benchmarks/vllm_draft.py --target TARGET_DIR --draft DRAFT_DIR --vllm-python VLLM_VENV/bin/python \\
-        --work /tmp/vllm_drafts --out results/vllm
+        --work /tmp/vllm_drafts --out results/vllm --static-k 8192
 """
 
 from __future__ import annotations
@@ -28,21 +33,18 @@ import vllm_bench  # noqa: E402
 from hf_vocabtrim.engines.vllm_serve import speculative_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PLANS = {
-    "code": ROOT / "results" / "spec_decode" / "optimize_code",
-    "guarded": ROOT / "results" / "guard" / "optimize_guarded",
-    "general": ROOT / "results" / "spec_decode" / "optimize_general",
-}
+CONTEXT_PLAN = ROOT / "results" / "guard" / "optimize_guarded"
 
 
-def trim_drafts(draft: str, work: Path) -> dict[str, tuple[Path, int]]:
-    """``vocabtrim trim --plan`` for each committed plan (static kept set: no context tokens)."""
+def trim_drafts(draft: str, work: Path, static_k: int, context_k: int | None) -> dict[str, tuple[Path, int]]:
+    """``vocabtrim trim --plan`` for the two served modes (see the module docstring)."""
     out = {}
-    for name, plan in PLANS.items():
-        folder = work / f"draft_{name}"
+    for name, k, flag in (("static_best", static_k, "--no-context-tokens"), ("context", context_k, "--context-tokens")):
+        folder = work / f"draft_{name}_{k or 'plan'}"
         if not (folder / "config.json").exists():
-            argv = ["trim", "--draft", draft, "--plan", str(plan), "--no-context-tokens", "--out", str(folder)]
-            subprocess.run([sys.executable, "-m", "hf_vocabtrim", *argv], check=True)
+            argv = ["trim", "--draft", draft, "--plan", str(CONTEXT_PLAN), flag, "--out", str(folder)]
+            argv += ["--k", str(k)] if k else []
+            subprocess.run([sys.executable, "-m", "hf_vocabtrim", *argv], check=True, stdout=subprocess.DEVNULL)
         out[name] = (folder, int(json.loads((folder / "config.json").read_text())["draft_vocab_size"]))
     return out
 
@@ -52,6 +54,9 @@ def main() -> None:
     parser.add_argument("--target", required=True, help="target folder (Qwen2.5-Coder-1.5B-Instruct, safetensors)")
     parser.add_argument("--draft", required=True, help="draft folder (Qwen2.5-Coder-0.5B-Instruct, safetensors)")
     vllm_bench.add_serving_args(parser, speculative_tokens=5)
+    parser.set_defaults(max_tokens=96)
+    parser.add_argument("--static-k", type=int, required=True, help="k of static_best (the k sweep's best static k)")
+    parser.add_argument("--context-k", type=int, default=None, help="k of the context plan (default: the plan's)")
     parser.add_argument("--configs", nargs="+", default=None, help="serve only these configurations")
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
@@ -60,7 +65,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(args.target)
-    trimmed = trim_drafts(args.draft, work)
+    trimmed = trim_drafts(args.draft, work, args.static_k, args.context_k)
     sets = vllm_bench.prompt_sets(tokenizer, args.prompts)
     spec = args.speculative_tokens
     configs: dict[str, dict | None] = {"target": None, "untrimmed": speculative_config("draft_model", args.draft, spec)}
@@ -81,7 +86,8 @@ def main() -> None:
         "engine": {**next(iter(done.values()))["engine"], "speculative_tokens": spec, "dtype": "float32"},
         "target": Path(args.target).name,
         "draft": Path(args.draft).name,
-        "plans": {name: str(path.relative_to(ROOT)) for name, path in PLANS.items()},
+        "plans": {"context": str(CONTEXT_PLAN.relative_to(ROOT)), "static_best": str(CONTEXT_PLAN.relative_to(ROOT))},
+        "context_tokens": {"context": True, "static_best": False},
         "settings": {k: getattr(args, k) for k in ("prompts", "max_tokens", "blocks", "batch")},
         **table,
     }

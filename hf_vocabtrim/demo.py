@@ -24,6 +24,9 @@ from .selection.planning import Utility, plan
 from .selection.report import write_report
 from .tiny import build_tiny_tokenizer, demo_chats, tiny_causal_lm
 
+# head_dim 32: vLLM's CPU attention refuses head_dim 16, so the demo's folders are ones vLLM can serve
+VLLM_SHAPE: dict[str, Any] = {"num_attention_heads": 2, "num_key_value_heads": 2}
+
 
 def train_tiny_target(
     tokenizer: Any,
@@ -73,7 +76,7 @@ def run_demo(out_dir: str | Path = "vocabtrim_demo", n_prompts: int = 8, max_new
     counts.save(out / "counts.json")
     held_counts = count_tokens(tokenizer, load_chats(heldout), source="held-out demo chats")
 
-    target = train_tiny_target(tokenizer, calibration)
+    target = train_tiny_target(tokenizer, calibration, **VLLM_SHAPE)
     target.save_pretrained(out / "target")
     tokenizer.save_pretrained(out / "target")
     draft_config = load_draft_config(out / "target")

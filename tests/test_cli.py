@@ -114,7 +114,10 @@ def test_help_shows_defaults_and_every_flag_has_a_help_line(capsys):
                 continue
             assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings} has no help"
             if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
-                assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
+                shown = action.default
+                if isinstance(action, argparse.BooleanOptionalAction):
+                    shown = "on" if action.default else "off"
+                assert f"(default: {shown})" in " ".join(text.split()), (name, action.dest)
 
 
 def test_shared_files_hold_no_local_path(workspace, tiny_tokenizer):

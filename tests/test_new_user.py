@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -51,6 +52,54 @@ def test_help_shows_each_default_once_and_none_for_required_flags():
             assert shown.count("default") <= 1, (name, action.option_strings, shown)
             if action.required:
                 assert "default" not in shown, (name, action.option_strings, shown)
+
+
+def test_every_optional_flag_says_its_default():
+    """Each optional flag that takes a value shows its default, or "(default: not set)"; switches are on/off."""
+    parser = commands.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            switch = isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction, argparse._VersionAction))
+            if switch or action.required or not action.option_strings:
+                continue
+            shown = " ".join(sub._get_formatter()._expand_help(action).split())
+            assert "default" in shown, (name, action.option_strings, shown)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["count", "--help"], ["check", "--help"]])
+def test_the_cli_answers_without_importing_torch_or_transformers(argv):
+    """`vocabtrim --help`, `--version` and a command's `--help` answer at once: nothing imports torch or transformers
+    (`import hf_vocabtrim` registers the trimmed draft with transformers only once transformers is imported)."""
+    code = (
+        "import sys\nfrom hf_vocabtrim.commands import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+        "    pass\nprint('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "usage: vocabtrim" in run.stdout or "hf-vocabtrim" in run.stdout, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_importing_the_package_registers_the_trimmed_draft_when_transformers_loads():
+    code = (
+        "import sys, hf_vocabtrim\nassert 'transformers' not in sys.modules\n"
+        "from transformers import AutoConfig, AutoModelForCausalLM\n"
+        "from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING\n"
+        "config = AutoConfig.for_model('trimmed_draft')\n"
+        "print(type(config).__name__, MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].__name__)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "TrimmedDraftConfig TrimmedDraftModel"
+
+
+def test_trim_fast_path_choices_are_the_configs():
+    from hf_vocabtrim.model.configuration_trimmed_draft import FAST_PATHS
+
+    parser = commands.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in subparsers.choices["trim"]._actions if "--fast-path" in a.option_strings)
+    assert tuple(action.choices) == FAST_PATHS
 
 
 def test_version(capsys):
@@ -149,3 +198,45 @@ def test_the_readme_use_snippet_runs_as_written(draft_folder, tiny_tokenizer, mo
     assert scope["out"].shape[1] > scope["inputs"]["input_ids"].shape[1]
     reference = scope["target"].generate(**scope["inputs"], max_new_tokens=128)
     assert (scope["out"] == reference).all()  # lossless, as the snippet says
+
+
+def _readme_vllm_demo_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("<!-- vllm-demo-snippet -->") :]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_the_readme_vllm_snippet_serves_the_demo_as_written(vllm_python, tmp_path):
+    """`vocabtrim demo`, then the README's vLLM snippet saved as `serve_demo.py` beside `vocabtrim_demo/` and run in
+    vLLM's CPU build as written: it serves the demo's target with its trimmed draft, prints the target's own greedy
+    replies (transformers' greedy output of the same chats) and the spec-decode counters."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    demo = subprocess.run([sys.executable, "-m", "hf_vocabtrim", "demo"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert "Passing `generation_config` together with" not in demo.stderr  # no deprecation warning in the demo
+    (tmp_path / "serve_demo.py").write_text(_readme_vllm_demo_snippet())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_")}
+    run = subprocess.run([vllm_python, "serve_demo.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                         env={**env, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    lines = run.stdout.strip().splitlines()
+    counters = {line.split()[0]: line.split(maxsplit=1)[1] for line in lines if line.startswith("vllm:spec_decode")}
+    assert float(counters["vllm:spec_decode_num_drafts"]) > 0 and "vllm:spec_decode_num_accepted_tokens" in counters
+    target = AutoModelForCausalLM.from_pretrained(tmp_path / "vocabtrim_demo" / "target").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "vocabtrim_demo" / "target")
+    scope: dict = {}
+    questions_line = next(line for line in _readme_vllm_demo_snippet().splitlines() if "questions = " in line)
+    exec(questions_line.strip(), scope)
+    expected = []
+    for question in scope["questions"]:
+        inputs = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                               return_dict=True, return_tensors="pt")  # fmt: skip
+        with torch.no_grad():
+            out = target.generate(**inputs, max_new_tokens=40, do_sample=False)
+        expected.append(repr(tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)))
+    assert lines[: len(expected)] == expected

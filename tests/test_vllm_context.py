@@ -24,7 +24,9 @@ def _groups(sampling: bool = False) -> list[dict]:
     groups = [{"prompts": every}, {"prompts": [0]}, {"prompts": [1]}, {"prompts": [0, 1]}]
     groups = [{**g, "max_tokens": vllm_models.NEW_TOKENS} for g in groups]
     if sampling:
-        groups.append({"prompts": [0] * SAMPLES, "max_tokens": 2, "temperature": 1.0})  # engine seed (per-request seeds + chunked prefill fail on CPU in vLLM 0.32)
+        groups.append(
+            {"prompts": [0] * SAMPLES, "max_tokens": 2, "temperature": 1.0}
+        )  # engine seed (per-request seeds + chunked prefill fail on CPU in vLLM 0.32)
     return groups
 
 
@@ -35,7 +37,8 @@ def _trim(models: dict, kept: set[int], name: str, context: bool) -> str:
     counts[sorted(kept)] = 1
     path = models["folder"] / f"{name}_counts.json"
     TokenCounts(counts, replies.tokenizer_name, replies.vocab_size, replies.vocab_hash, replies.num_conversations,
-                int(counts.sum()), mode=replies.mode, source=replies.source, extra=replies.extra).save(path)  # fmt: skip
+                int(counts.sum()), mode=replies.mode, source=replies.source, extra=replies.extra,
+                ).save(path)  # fmt: skip
     out = models["folder"] / name
     flag = "--context-tokens" if context else "--no-context-tokens"
     argv = ["trim", "--draft", models["draft"], "--counts", str(path), "--k", str(len(kept) + 8), flag, "--out"]

@@ -12,14 +12,20 @@ from ..loaders import DTYPES
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
-    """--help keeps the description's line breaks and shows a flag's default once: not for required flags, not for
-    a default of None or False, not where the help line already says what the default is."""
+    """--help keeps the description's line breaks and shows a flag's default once: "(default: not set)" for a flag
+    whose default is None; nothing for required flags, on/off switches, or where the help line already says what the
+    default is."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        quiet = action.default in (None, False, argparse.SUPPRESS) or action.required or not action.option_strings
+        switch = action.default is False and not isinstance(action, argparse.BooleanOptionalAction)
+        quiet = switch or action.default == argparse.SUPPRESS or action.required or not action.option_strings
         if quiet or "default" in text:
             return text
+        if action.default is None:
+            return f"{text} (default: not set)"
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return f"{text} (default: {'on' if action.default else 'off'})"
         return f"{text} (default: %(default)s)"
 
 
@@ -114,7 +120,8 @@ def batch_args(parser: argparse.ArgumentParser) -> None:
 
 
 def plan_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--plan", default=None, help="keep plan (folder or keep_plan.safetensors) from optimize")
+    parser.add_argument("--plan", default=None, help="keep plan (folder or keep_plan.safetensors) from optimize; one "
+                        "of --plan, --summary, --counts is needed")  # fmt: skip
     parser.add_argument("--summary", default=None, help="summary.json from optimize (its keep plan beside it)")
     parser.add_argument("--counts", default=None, help="counts file (ranks the ids when no plan is given)")
 

@@ -56,7 +56,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--acceptance", default=None, help="acceptance JSON from `vocabtrim acceptance`")
     p.add_argument("--costs", default=None, help="cost model JSON from `vocabtrim profile --assisted`")
-    context_flag(p, False, "speedup objective: the draft also scores the ids already in the sequence")
+    context_flag(p, False, "speedup objective: the draft also scores the ids already in the sequence; a plan made "
+                 "with it is a context plan: serve it with context tokens on (generate(), and vLLM with "
+                 "hf-vocabtrim's plugin at tensor parallel 1); without it, a static plan")  # fmt: skip
     p.add_argument("--eval-counts", default=None, help="held-out counts file for out-of-domain coverage")
     data_args(p, "--eval-data", required=False)
     p.add_argument("--tokenizer", default=None, help="tokenizer for --eval-data and --guard-data")

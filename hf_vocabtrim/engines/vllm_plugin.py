@@ -11,7 +11,10 @@ this package, its version and vLLM's, after which vLLM serves every other model 
    ``"hf_vocabtrim.engines.vllm_model:TrimmedDraftForVLLM"``: nothing is built or imported until vLLM builds such a
    draft (public API: ``ModelRegistry.register_model``);
 3. a vLLM outside the tested range (:data:`TESTED_VLLM`) gets one warning;
-4. on vLLM's CPU platform only, the CPU ``expand_kernel`` (vLLM issue #55005: for float outputs it fills an int64
+4. a trimmed draft whose V differs from the target's (a padded target vocabulary, e.g. Qwen2.5-7B+ with a draft
+   trimmed without ``--target``): vLLM's refusal gets this package's fix appended (``vocabtrim trim --target``);
+   nothing changes for other drafts;
+5. on vLLM's CPU platform only, the CPU ``expand_kernel`` (vLLM issue #55005: for float outputs it fills an int64
    copy and leaves the caller's buffer as it was, so sampled speculative decoding samples the target at garbage
    temperatures) is probed once on a tiny float output and replaced only if the probe shows the bug. The
    replacement accepts whatever arguments vLLM passes and is logged once. Where vLLM's function is correct, nothing
@@ -57,7 +60,8 @@ def _warn_once(key: str, message: str, *args: Any) -> None:
 
 def register() -> None:
     """The ``vllm.general_plugins`` entry point. Never raises (see the module docstring)."""
-    for step in (register_config, register_architecture, warn_if_untested, fix_cpu_expand_kernel):
+    for step in (register_config, register_architecture, warn_if_untested, explain_vocab_mismatch,
+                 fix_cpu_expand_kernel):  # fmt: skip
         try:
             step()
         except Exception as err:  # noqa: BLE001 - a plugin must never stop vLLM
@@ -117,6 +121,32 @@ def warn_if_untested() -> None:
             ".".join(map(str, high)),
             found,
         )
+
+
+def explain_vocab_mismatch() -> None:
+    """Append the fix to vLLM's "same vocabulary size" refusal where the draft is a trimmed draft (private API,
+    ``SpeculativeConfig.verify_equal_vocab_size_if_draft_model``: no public hook exists; wrapped once)."""
+    from vllm.config.speculative import SpeculativeConfig
+
+    original = SpeculativeConfig.verify_equal_vocab_size_if_draft_model
+    if getattr(original, "_vocabtrim_wrapped", False):
+        return
+
+    def verify(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        except ValueError as err:
+            draft = getattr(getattr(self, "draft_model_config", None), "hf_config", None)
+            if getattr(draft, "model_type", None) != "trimmed_draft":
+                raise
+            raise ValueError(
+                f"{err} hf-vocabtrim: {self.draft_model_config.model} is a trimmed draft made for another V; re-trim "
+                "it with `vocabtrim trim --target TARGET` so that it takes the target's V (padded vocabularies such as "
+                "Qwen2.5-7B+'s 152,064 are then served)."
+            ) from None
+
+    verify._vocabtrim_wrapped = True  # type: ignore[attr-defined]
+    SpeculativeConfig.verify_equal_vocab_size_if_draft_model = verify  # type: ignore[method-assign]
 
 
 def _expand_arguments(args: tuple, kwargs: dict) -> tuple[Any, Any, Any, Any, Any]:
@@ -181,8 +211,7 @@ def fix_cpu_expand_kernel() -> bool:
     cpu_triton_utils._expand_kernel_impl = expand_kernel_impl
     if expand_kernel_is_broken(cpu_triton_utils._expand_kernel_impl):  # what vLLM will read
         raise RuntimeError("the replaced CPU expand kernel still fails its probe")
-    _warn_once(
-        "expand",
+    logger.info(
         "hf-vocabtrim %s: vLLM %s's CPU expand_kernel leaves float outputs unwritten (vLLM issue #55005); replaced "
         "with a dtype-preserving version so sampled speculative decoding keeps the target's distribution.",
         _version("hf-vocabtrim"),

@@ -78,72 +78,75 @@ def trimmed_folder_problems(folder: str | Path, target_vocab_size: int | None = 
             f"config.json: model_type is {config.get('model_type')!r}, not 'trimmed_draft': not a trimmed draft "
             "(trim it with `vocabtrim trim`; EAGLE-3 / DFlash heads are checked as such)."
         ]
-    text = config.get("text_config") or {}
-    vocab, k = text.get("vocab_size"), config.get("draft_vocab_size")
-    problems: list[str] = []
+    vocab, k = (config.get("text_config") or {}).get("vocab_size"), config.get("draft_vocab_size")
     if not isinstance(vocab, int) or vocab < 1:
-        problems.append(f"config.json: text_config.vocab_size is {vocab!r}, expected the target's V; {RETRIM}.")
-    if not isinstance(k, int) or k < 1 or (isinstance(vocab, int) and k > vocab):
-        problems.append(f"config.json: draft_vocab_size is {k!r}, expected k in [1, V={vocab}]; {RETRIM}.")
-    if problems:
-        return problems
+        return [f"config.json: text_config.vocab_size is {vocab!r}, expected the target's V; {RETRIM}."]
+    if not isinstance(k, int) or k < 1 or k > vocab:
+        return [f"config.json: draft_vocab_size is {k!r}, expected k in [1, V={vocab}]; {RETRIM}."]
     headers = weight_headers(folder)
     if not headers:
         return [f"model.safetensors: missing (no safetensors weights in {folder}); save with safetensors or {RETRIM}."]
+    problems = []
     if target_vocab_size is not None and target_vocab_size != vocab:
         problems.append(
             f"text_config.vocab_size: the draft's V={vocab:,} differs from the target's V={target_vocab_size:,} "
             "(e.g. a padded vocabulary: Qwen2.5-7B+ has 152,064, Qwen2.5-0.5B 151,936); re-trim with "
             "`vocabtrim trim --target TARGET` so the draft takes the target's V."
         )
+    return problems + _kept_ids_problems(headers, k, vocab) + _row_problems(headers, config, k, vocab)
+
+
+def _kept_ids_problems(headers: dict[str, tuple[Path, dict[str, Any]]], k: int, vocab: int) -> list[str]:
     kept = headers.get("kept_ids")
     if kept is None:
-        problems.append(f"kept_ids: missing from the weights: not a trimmed draft; {RETRIM}.")
-    else:
-        file, entry = kept
-        shape, dtype = entry["shape"], entry["dtype"]
-        if len(shape) != 1 or dtype not in _INT_DTYPES:
-            problems.append(f"kept_ids: shape {shape} dtype {dtype}, expected {k} int64 ids; {RETRIM}.")
-        elif shape[0] != k:
-            problems.append(f"kept_ids: {shape[0]} ids but draft_vocab_size is {k}: corrupt id map; {RETRIM}.")
-        else:
-            ids = read_int_tensor(file, entry)
-            if any(b <= a for a, b in zip(ids, ids[1:])):
-                problems.append(f"kept_ids: not sorted ascending without duplicates: corrupt id map; {RETRIM}.")
-            if ids and (min(ids) < 0 or max(ids) >= vocab):
-                problems.append(
-                    f"kept_ids: ids out of range [{min(ids)}, {max(ids)}] for V={vocab}: corrupt id map; {RETRIM}."
-                )
+        return [f"kept_ids: missing from the weights: not a trimmed draft; {RETRIM}."]
+    file, entry = kept
+    shape, dtype = entry["shape"], entry["dtype"]
+    if len(shape) != 1 or dtype not in _INT_DTYPES:
+        return [f"kept_ids: shape {shape} dtype {dtype}, expected {k} int64 ids; {RETRIM}."]
+    if shape[0] != k:
+        return [f"kept_ids: {shape[0]} ids but draft_vocab_size is {k}: corrupt id map; {RETRIM}."]
+    ids = read_int_tensor(file, entry)
+    problems = []
+    if any(b <= a for a, b in zip(ids, ids[1:])):
+        problems.append(f"kept_ids: not sorted ascending without duplicates: corrupt id map; {RETRIM}.")
+    if ids and (min(ids) < 0 or max(ids) >= vocab):
+        problems.append(f"kept_ids: ids out of range [{min(ids)}, {max(ids)}] for V={vocab}: corrupt id map; {RETRIM}.")
+    return problems
+
+
+def _row_problems(
+    headers: dict[str, tuple[Path, dict[str, Any]]], config: dict[str, Any], k: int, vocab: int
+) -> list[str]:
+    """Head rows = k, input-embedding rows = V, context rows where context tokens are on."""
+    problems = []
     head = headers.get("draft.lm_head.weight")
     if head is None:
         problems.append(f"draft.lm_head.weight: missing: not a trimmed draft; {RETRIM}.")
     elif head[1]["shape"][0] != k:
+        rows = head[1]["shape"][0]
         problems.append(
-            f"draft.lm_head.weight: {head[1]['shape'][0]} rows but draft_vocab_size is {k} (one row per kept id); "
-            f"{RETRIM}."
+            f"draft.lm_head.weight: {rows} rows but draft_vocab_size is {k} (one row per kept id); {RETRIM}."
         )
     embedding = _embedding_name(list(headers))
     if embedding is None:
         problems.append(f"draft input embedding: not found among the weights; {RETRIM}.")
     elif headers[embedding][1]["shape"][0] != vocab:
         rows = headers[embedding][1]["shape"][0]
-        problems.append(
-            f"{embedding}: {rows} rows but text_config.vocab_size is V={vocab} (the input embedding keeps all V "
-            f"rows); {RETRIM}."
-        )
-    if config.get("context_tokens"):
-        rows_from = config.get("context_rows")
-        if rows_from == "stored_head":
-            stored = headers.get("context_head_weight")
-            if stored is None or stored[1]["shape"][0] != vocab:
-                found = "missing" if stored is None else f"{stored[1]['shape'][0]} rows"
-                problems.append(
-                    f"context_head_weight: {found}, expected V={vocab} rows (context_tokens on with "
-                    f"context_rows 'stored_head'); {RETRIM} or set context_tokens false in config.json."
-                )
-        elif rows_from != "input_embeddings":
-            problems.append(
-                f"config.json: context_rows is {rows_from!r} with context_tokens on, expected 'input_embeddings' or "
-                "'stored_head'; set context_tokens false or re-create it with `vocabtrim trim`."
-            )
+        problems.append(f"{embedding}: {rows} rows but text_config.vocab_size is V={vocab} (the input embedding keeps "
+                        f"all V rows); {RETRIM}.")  # fmt: skip
+    if not config.get("context_tokens"):
+        return problems
+    rows_from = config.get("context_rows")
+    if rows_from == "stored_head":
+        stored = headers.get("context_head_weight")
+        if stored is None or stored[1]["shape"][0] != vocab:
+            found = "missing" if stored is None else f"{stored[1]['shape'][0]} rows"
+            problems.append(f"context_head_weight: {found}, expected V={vocab} rows (context_tokens on with "
+                            f"context_rows 'stored_head'); {RETRIM} or set context_tokens false in config.json."
+                            )  # fmt: skip
+    elif rows_from != "input_embeddings":
+        problems.append(f"config.json: context_rows is {rows_from!r} with context_tokens on, expected "
+                        "'input_embeddings' or 'stored_head'; set context_tokens false or re-create it with "
+                        "`vocabtrim trim`.")  # fmt: skip
     return problems

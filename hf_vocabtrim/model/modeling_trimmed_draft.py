@@ -99,6 +99,21 @@ def _check_draft(draft: Any) -> nn.Linear:
     return head
 
 
+def _settings_into_config(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Generation settings passed beside a ``generation_config`` (transformers' assisted generation passes
+    ``min_new_tokens`` / ``max_new_tokens`` / ``use_cache`` so, which 5.x deprecates with a warning) folded into a copy
+    of that config: the same call, as transformers asks for it."""
+    config = kwargs.get("generation_config")
+    if config is None:
+        return kwargs
+    settings = {key: value for key, value in kwargs.items() if key != "generation_config" and hasattr(config, key)}
+    if not settings:
+        return kwargs
+    config = copy.deepcopy(config)
+    config.update(**settings)
+    return {**{k: v for k, v in kwargs.items() if k not in settings}, "generation_config": config}
+
+
 def _resize_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
     """The first ``rows`` rows of ``weight`` (a view), or ``weight`` padded with zero rows (a copy)."""
     if rows <= weight.shape[0]:
@@ -480,6 +495,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         on a GPU (``hf_vocabtrim.model.fast_path``, which needs the package installed); where that path does not apply
         (batch > 1, an unsupported cache, ...), it says why once and this eager path runs. Calls from several threads
         run one at a time (a forward's context slots are state of the model)."""
+        kwargs = _settings_into_config(kwargs)
         with _generate_lock(self):
             if getattr(self.config, "fast_path", "auto") != "eager":
                 try:

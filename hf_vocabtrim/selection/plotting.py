@@ -47,7 +47,7 @@ def _curves_panel(
     heldout_basis = curves.coverage_basis == "heldout"
     other = curves.calibration_coverage if heldout_basis else curves.heldout_coverage
     labels = (
-        ("held-out coverage C(k) (objective)", "calibration coverage (in-sample)")
+        ("held-out coverage C(k) (the coverage in U(k))", "calibration coverage (in-sample)")
         if heldout_basis
         else ("coverage C(k)", "held-out coverage")
     )
@@ -69,8 +69,8 @@ def _curves_panel(
         left.plot(ks, np.clip(guard.values[ks], 0, 1.02), label=guard.label, color="tab:brown")
         left.axhline(guard.floor, color="tab:brown", ls=":", label=f"guard floor = {guard.floor:.3g}")
     left.axhline(choice.min_coverage, color="gray", ls=":", label=f"c_min = {choice.min_coverage:g}")
-    left.axvline(choice.exact_k, color="black", ls="--", lw=1)
-    left.axvline(choice.k, color="tab:red", ls="-", lw=1)
+    left.axvline(choice.exact_k, color="black", ls="--", lw=1, label=f"k = {choice.exact_k:,} (exact optimum)")
+    left.axvline(choice.k, color="tab:red", ls="-", lw=1, label=f"k = {choice.k:,} (TPE pick, the k trimmed)")
     same = choice.k == choice.exact_k
     objective_axis.plot(
         [choice.k], [objective[choice.k]], marker="*", ms=16, color="tab:red", ls="none",
