@@ -97,6 +97,8 @@ def acceptance(args: argparse.Namespace, log: Path) -> None:
 def timing(args: argparse.Namespace, log: Path) -> None:
     """Decode ms/token of the draft alone, configurations interleaved per repeat (see the module docstring)."""
     names = configs(args.draft, Path(args.work), args.ks)
+    if args.configs:
+        names = {name: names[name] for name in args.configs}
     rng = random.Random(0)
     for seq in args.seq_tokens:
         prompt = rng.sample(range(200, 150000), seq)  # distinct ids: the most context columns for this length
@@ -196,6 +198,7 @@ def main() -> None:
     parser.add_argument("--speculative-tokens", type=int, default=5)
     parser.add_argument("--seq-tokens", type=int, nargs="+", default=[512, 8192], help="timing: prompt lengths")
     parser.add_argument("--repeats", type=int, default=3, help="timing: engines per configuration and length")
+    parser.add_argument("--configs", nargs="+", default=None, help="timing: only these configurations")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

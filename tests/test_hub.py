@@ -146,6 +146,8 @@ def test_push_then_load_from_fresh_cache_and_generate(assets):
         for public in ("README.md", "config.json"):
             assert str(assets) not in files[public].decode(), public
         assert "trust_remote_code=True" in card and "TrimmedDraftModel.from_pretrained" in card
+        assert '"method": "draft_model"' in card and "hf-vocabtrim[vllm]" in card  # how to serve it in vLLM
+        assert "vocabtrim trim --target TARGET" in card  # the padded-vocabulary fix
         k = json.loads(files["config.json"])["draft_vocab_size"]
         for remote in (False, True):
             loaded = _load(hub, assets, "me/tiny-trimmed", "main", remote)

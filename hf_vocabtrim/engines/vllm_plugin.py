@@ -52,7 +52,8 @@ def vllm_version() -> str:
     return "unknown"
 
 
-def _warn_once(key: str, message: str, *args: Any) -> None:
+def warn_once(key: str, message: str, *args: Any) -> None:
+    """Log a warning once per process and key (vLLM loads the plugin in every process)."""
     if key not in _warned:
         _warned.add(key)
         logger.warning(message, *args)
@@ -65,7 +66,7 @@ def register() -> None:
         try:
             step()
         except Exception as err:  # noqa: BLE001 - a plugin must never stop vLLM
-            _warn_once(
+            warn_once(
                 step.__name__,
                 "hf-vocabtrim %s: vLLM plugin step %s failed with vLLM %s (%s: %s); vLLM serves every other model "
                 "as usual, TrimmedDraftModel folders may not load.",
@@ -112,7 +113,7 @@ def warn_if_untested() -> None:
     low, high = TESTED_VLLM
     version = version_tuple(found)
     if not version or not (low <= version[:2] < high):
-        _warn_once(
+        warn_once(
             "version",
             "hf-vocabtrim %s: its vLLM plugin is tested with vLLM >= %s, < %s; found %s. TrimmedDraftModel drafts "
             "may fail to load or serve; check a folder with `vocabtrim check` and report what fails.",
