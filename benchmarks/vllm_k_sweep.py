@@ -9,7 +9,8 @@ Two phases, each resumable (one JSON line per engine in ``--out``/vllm_k_sweep.l
   from vLLM's counters, per set; every output compared with the untrimmed draft's (lossless: equal to the target's).
   Acceptance does not depend on the machine's load.
 - ``timing``: the draft alone served by vLLM as a model (one request of ``--seq-tokens`` synthetic prompt ids, 64 new
-  tokens, ``ignore_eos``): decode ms per token = (time for 64 tokens - time for 1 token) / 63, configurations
+  tokens, ``ignore_eos``, the prompt prefix-cached after the first request): decode ms per token = (time for 65
+  tokens - time for 1 token) / 64, configurations
   interleaved and repeated (median). Context cost does not depend on the ids' values, only on how many are
   distinct: the synthetic prompts draw distinct ids (the worst case for a given length).
 
@@ -113,7 +114,7 @@ def timing(args: argparse.Namespace, log: Path) -> None:
                 pair = [{"prompts": [0], "max_tokens": 1}, {"prompts": [0], "max_tokens": 65}]
                 plan = {"target": folder, "speculative": None, "prompts": [prompt], "max_model_len": seq + 80,
                         "groups": pair * 2}  # fmt: skip
-                plan["engine_args"] = {"enable_prefix_caching": False}
+                # prefix caching (vLLM's default) computes the prompt once: later groups time decoding, not prefill
                 result = run_plan(plan, python=args.vllm_python, timeout=3600)
                 one, many = result["groups"][2]["seconds"], result["groups"][3]["seconds"]  # after a warm-up pair
                 record = {"phase": "timing", "config": f"{name}#{repeat}", "seq_tokens": seq,
@@ -144,6 +145,16 @@ def report(args: argparse.Namespace, log: Path) -> dict[str, Any]:
                      "acceptance_length_spec_bench": per_set["spec_bench"]["metrics"]["acceptance_length"],
                      "draft_ms_per_token": statistics.median(ms) if ms else None, "lossless": lossless})  # fmt: skip
     rows.sort(key=lambda row: (row["k"], row["context_tokens"]))
+    untrimmed = next((r for r in rows if r["k"] == 151936 and r["draft_ms_per_token"]), None)
+    verify = None if untrimmed is None else untrimmed["draft_ms_per_token"] * verify_steps(args.speculative_tokens)
+    for row in rows:  # the speedup model: tokens per round / (gamma draft steps + the target's verification)
+        if untrimmed is None or verify is None or not row["draft_ms_per_token"]:
+            continue
+        gamma = args.speculative_tokens
+        cost = (gamma * untrimmed["draft_ms_per_token"] + verify) / (gamma * row["draft_ms_per_token"] + verify)
+        for name in ("humaneval", "spec_bench"):
+            tau = row[f"acceptance_length_{name}"] / untrimmed[f"acceptance_length_{name}"]
+            row[f"predicted_vs_untrimmed_{name}"] = tau * cost
     overhead = []
     for (name, seq), values in sorted(times.items()):
         if name.endswith("_context"):
@@ -154,7 +165,16 @@ def report(args: argparse.Namespace, log: Path) -> dict[str, Any]:
                                  "context_ms": ctx, "ratio": ctx / stat})  # fmt: skip
     engine = next((r["engine"] for r in records), {})
     return {"engine": engine, "plan": str(PLAN.relative_to(ROOT)), "max_tokens": args.max_tokens,
-            "speculative_tokens": args.speculative_tokens, "k_sweep": rows, "context_overhead": overhead}  # fmt: skip
+            "speculative_tokens": args.speculative_tokens, "verify_ms_modelled": verify,
+            "k_sweep": rows, "context_overhead": overhead}  # fmt: skip
+
+
+def verify_steps(gamma: int) -> float:
+    """The rest of a round (the target's verification and vLLM's bookkeeping) in untrimmed-draft decode steps, from
+    ``vllm_step_share.json``: the untrimmed draft was there ``share`` of a HumanEval round of ``vllm_draft.py`` on
+    this kind of machine, so the rest is gamma x (1 / share - 1) of its steps (scaled by this run's own step)."""
+    share = json.loads((ROOT / "results" / "vllm" / "vllm_step_share.json").read_text())
+    return gamma * (1 / share["draft_share_of_round_humaneval"]["untrimmed"] - 1)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -163,7 +183,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), constrained_layout=True)
     for context, style in ((False, "--"), (True, "-")):
         rows = [r for r in result["k_sweep"] if r["context_tokens"] == context or r["k"] == 151936]
         label = "with context tokens" if context else "static kept set"
@@ -173,12 +193,18 @@ def plot(result: dict[str, Any], path: Path) -> None:
         timed = [r for r in rows if r["draft_ms_per_token"]]
         axes[1].plot([r["k"] for r in timed], [r["draft_ms_per_token"] for r in timed], style, marker="o",
                      color="tab:green", label=label)  # fmt: skip
+        for name, color in (("humaneval", "tab:blue"), ("spec_bench", "tab:orange")):
+            modelled = [r for r in timed if f"predicted_vs_untrimmed_{name}" in r]
+            axes[2].plot([r["k"] for r in modelled], [r[f"predicted_vs_untrimmed_{name}"] for r in modelled], style,
+                         marker="o", color=color, label=f"{name}, {label}")  # fmt: skip
     for axis in axes:
         axis.set_xscale("log")
         axis.set_xlabel("k (static kept ids; V = 151,936 is the untrimmed draft)")
         axis.legend(fontsize=8)
     axes[0].set_ylabel("acceptance length (vLLM counters)")
     axes[1].set_ylabel("draft decode ms/token (draft alone in vLLM)")
+    axes[2].axhline(1.0, color="gray", ls=":")
+    axes[2].set_ylabel("tokens/s vs the untrimmed draft (speedup model)")
     fig.suptitle(f"Qwen2.5-Coder 0.5B draft for 1.5B in vLLM {result['engine'].get('vllm', '')}, "
                  f"{result['engine'].get('device', '')}")  # fmt: skip
     fig.savefig(path, dpi=110)

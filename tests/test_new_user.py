@@ -239,4 +239,5 @@ def test_the_readme_vllm_snippet_serves_the_demo_as_written(vllm_python, tmp_pat
         with torch.no_grad():
             out = target.generate(**inputs, max_new_tokens=40, do_sample=False)
         expected.append(repr(tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)))
-    assert lines[: len(expected)] == expected
+    printed = [line for line in lines if line.startswith(("'", '"'))]  # the replies (vLLM logs to stdout too)
+    assert printed == expected

