@@ -76,7 +76,8 @@ def main() -> None:
         args.target, configs, sets, max_tokens=args.max_tokens, blocks=args.blocks, batch=args.batch,
         python=args.vllm_python, log=out / "vllm_draft.log.jsonl",
     )  # fmt: skip
-    table = vllm_bench.summarize(done, list(configs), list(sets), reference="untrimmed", target="target")
+    alone = "target" if "target" in configs else "untrimmed"  # the target alone's outputs, or the untrimmed draft's
+    table = vllm_bench.summarize(done, list(configs), list(sets), reference="untrimmed", target=alone)
     vocab = int(json.loads((Path(args.draft) / "config.json").read_text())["vocab_size"])
     ks = {"target": None, "untrimmed": vocab, **{name: k for name, (_, k) in trimmed.items()}}
     for rows in table.values():

@@ -229,7 +229,7 @@ def test_cli_help_and_module_entry_point():
     assert result.returncode != 0 and "required" in result.stderr
 
 
-def test_cli_profile_acceptance_and_speedup_objective(tiny_tokenizer, tmp_path):
+def test_cli_profile_acceptance_and_speedup_objective(tiny_tokenizer, tmp_path, capsys):
     data = tmp_path / "chats.jsonl"
     data.write_text("".join(json.dumps(c) + "\n" for c in demo_chats(40)))
     tiny_tokenizer.save_pretrained(tmp_path / "draft")
@@ -259,7 +259,9 @@ def test_cli_profile_acceptance_and_speedup_objective(tiny_tokenizer, tmp_path):
     optimize = ["optimize", "--counts", str(out / "counts.json"), "--draft-config", draft, "--k-min", "16"]
     optimize += ["--min-coverage", "0.9", "--trials", "20", "--objective", "speedup", "--acceptance"]
     optimize += [str(out / "acc.json"), "--costs", str(out / "costs.json"), "--context-tokens"]
+    capsys.readouterr()
     assert main([*optimize, "--out", str(out / "opt")]) == 0
+    assert "a context plan: trim it with `--context-tokens`" in capsys.readouterr().out  # the mode it is for
     summary = json.loads((out / "opt" / "summary.json").read_text())
     assert summary["objective"] == "speedup"
     assert set(summary["objectives"]) == {"utility", "speedup", "speedup_static"}  # both tau curves reported

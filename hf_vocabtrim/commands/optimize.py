@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
             f"the guard ({g['source']}), not the objective, set k={summary['k']:,}: without it k would be "
             f"{g['k_without_guard']:,}, where its {g['what']} is {g['value_without_guard']:.3f} < {g['floor']:.3f}"
         )
+    if args.objective == "speedup":  # its k was chosen for one serving mode: say which (generate() and vLLM)
+        flag = "--context-tokens" if args.context_tokens else "--no-context-tokens"
+        print(f"a {'context' if args.context_tokens else 'static'} plan: trim it with `{flag}` (generate() and vLLM)")
     print(f"wrote {args.out}/summary.json, trials.json, pareto.json, trim_report.png, keep_plan.safetensors")
     return 0
 

@@ -495,7 +495,9 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         on a GPU (``hf_vocabtrim.model.fast_path``, which needs the package installed); where that path does not apply
         (batch > 1, an unsupported cache, ...), it says why once and this eager path runs. Calls from several threads
         run one at a time (a forward's context slots are state of the model)."""
-        kwargs = _settings_into_config(kwargs)
+        def eager(*call_args: Any, **call_kwargs: Any) -> Any:
+            return super(TrimmedDraftModel, self).generate(*call_args, **_settings_into_config(call_kwargs))
+
         with _generate_lock(self):
             if getattr(self.config, "fast_path", "auto") != "eager":
                 try:
@@ -506,8 +508,8 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
                         "running the eager path."
                     )
                 else:
-                    return fast_path.generate(self, super().generate, *args, **kwargs)
-            return super().generate(*args, **kwargs)
+                    return fast_path.generate(self, eager, *args, **kwargs)
+            return eager(*args, **kwargs)
 
     def prepare_inputs_for_generation(
         self,
