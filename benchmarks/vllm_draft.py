@@ -92,6 +92,9 @@ def main() -> None:
         "settings": {k: getattr(args, k) for k in ("prompts", "max_tokens", "blocks", "batch")},
         **table,
     }
+    sweep = out / "vllm_k_sweep.json"  # the k sweep's rows travel with the table (vllm_k_sweep.py writes them)
+    if sweep.exists():
+        report.update({key: json.loads(sweep.read_text())[key] for key in ("k_sweep", "context_overhead")})
     (out / "vllm_draft.json").write_text(json.dumps(report, indent=2))
     plot(report, out / "vllm_draft.png")
     vllm_bench.print_table(table)
