@@ -495,6 +495,7 @@ class TrimmedDraftModel(PreTrainedModel, GenerationMixin):
         on a GPU (``hf_vocabtrim.model.fast_path``, which needs the package installed); where that path does not apply
         (batch > 1, an unsupported cache, ...), it says why once and this eager path runs. Calls from several threads
         run one at a time (a forward's context slots are state of the model)."""
+
         def eager(*call_args: Any, **call_kwargs: Any) -> Any:
             return super(TrimmedDraftModel, self).generate(*call_args, **_settings_into_config(call_kwargs))
 
