@@ -84,11 +84,12 @@ def preflight(vllm_config: Any, k: int) -> torch.Tensor:
     folder = local_folder(vllm_config.model_config)
     if folder is None:
         return torch.arange(k)  # a Hub id not yet downloaded; load_weights sets the real ids
-    problems = trimmed_folder_problems(folder, target_vocab_size(vllm_config))
+    headers = weight_headers(folder)  # read once: the check and kept_ids below
+    problems = trimmed_folder_problems(folder, target_vocab_size(vllm_config), headers)
     if problems:
         raise ValueError(f"hf-vocabtrim: {folder}: {problems[0]}" + (f" (+{len(problems) - 1} more: `vocabtrim "
                          f"check {folder}`)" if len(problems) > 1 else ""))  # fmt: skip
-    file, entry = weight_headers(folder)["kept_ids"]
+    file, entry = headers["kept_ids"]
     return torch.tensor(read_int_tensor(file, entry), dtype=torch.long)
 
 

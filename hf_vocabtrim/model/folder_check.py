@@ -59,12 +59,17 @@ def _embedding_name(names: list[str]) -> str | None:
     return found[0] if found else None
 
 
-def trimmed_folder_problems(folder: str | Path, target_vocab_size: int | None = None) -> list[str]:
+def trimmed_folder_problems(
+    folder: str | Path,
+    target_vocab_size: int | None = None,
+    headers: dict[str, tuple[Path, dict[str, Any]]] | None = None,
+) -> list[str]:
     """Problems of a ``TrimmedDraftModel`` folder, one line each naming the field and the fix (empty: it is sound).
 
     Checked: ``config.json`` (model_type, ``text_config.vocab_size`` V, ``draft_vocab_size`` k, context settings);
     ``kept_ids`` (present, k ids, sorted, unique, in [0, V)); head rows = k; embedding rows = V; context rows
-    (``context_head_weight`` with V rows for ``stored_head``); and, with ``target_vocab_size``, V = the target's."""
+    (``context_head_weight`` with V rows for ``stored_head``); and, with ``target_vocab_size``, V = the target's.
+    ``headers``: the folder's :func:`weight_headers`, where the caller has read them already."""
     folder = Path(folder)
     config_file = folder / "config.json"
     if not config_file.is_file():
@@ -83,7 +88,7 @@ def trimmed_folder_problems(folder: str | Path, target_vocab_size: int | None = 
         return [f"config.json: text_config.vocab_size is {vocab!r}, expected the target's V; {RETRIM}."]
     if not isinstance(k, int) or k < 1 or k > vocab:
         return [f"config.json: draft_vocab_size is {k!r}, expected k in [1, V={vocab}]; {RETRIM}."]
-    headers = weight_headers(folder)
+    headers = weight_headers(folder) if headers is None else headers
     if not headers:
         return [f"model.safetensors: missing (no safetensors weights in {folder}); save with safetensors or {RETRIM}."]
     problems = []

@@ -109,7 +109,7 @@ def _settings_into_config(kwargs: dict[str, Any]) -> dict[str, Any]:
     settings = {key: value for key, value in kwargs.items() if key != "generation_config" and hasattr(config, key)}
     if not settings:
         return kwargs
-    config = copy.deepcopy(config)
+    config = copy.copy(config)  # update() sets top-level attributes only; generate() deep-copies it again anyway
     config.update(**settings)
     return {**{k: v for k, v in kwargs.items() if k not in settings}, "generation_config": config}
 
