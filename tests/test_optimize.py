@@ -242,6 +242,10 @@ def test_cli_profile_acceptance_and_speedup_objective(tiny_tokenizer, tmp_path, 
     assert main([*profile, "--out", str(out / "fit.json")]) == 0
     fit = json.loads((out / "fit.json").read_text())
     assert [p["k"] for p in fit["points"]] == [64, 256, len(tiny_tokenizer)] and "b_ms_per_row" in fit
+    head = fit["b_ms_per_row"] * len(tiny_tokenizer)
+    assert fit["lm_head_share"] == pytest.approx(head / (fit["a_ms"] + head))
+    assert fit["hardware"].startswith("cpu: ") and f", {fit['threads']} thread" in fit["hardware"]  # CPU named
+    assert f"of the draft's step on {fit['hardware']}" in capsys.readouterr().out
     assisted = ["--assisted", "--target", draft, "--contexts", "8", "40", "--new-tokens", "16", "--gamma", "3"]
     assert main(["profile", "--draft", draft, *assisted, "--out", str(out / "costs.json")]) == 0  # default ks
     costs = json.loads((out / "costs.json").read_text())

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..measure.hardware import device_name
+
 CPU_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 ERROR_LINES = 20  # of vLLM's output, in the error of a failed run
 PREFIX = "hf-vocabtrim: "  # this package's own error lines in vLLM's output
@@ -80,18 +82,6 @@ def _difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]
     diff["per_position"] = [a - b for a, b in zip(after["per_position"], old)]
     diff["acceptance_length"] = acceptance_length(diff)
     return diff
-
-
-def device_name() -> str:
-    """The accelerator, or the CPU's model name and the threads torch uses."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
-    return f"cpu: {model}, {torch.get_num_threads()} threads"
 
 
 def serve(plan: dict[str, Any]) -> dict[str, Any]:

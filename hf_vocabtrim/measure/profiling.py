@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..model.modeling_trimmed_draft import TrimmedDraftModel
+from .hardware import device_name
 
 Step = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -112,6 +113,7 @@ def profile_draft(
         steps_by_key[k] = decode_step(trimmed)
     timings = time_decode(steps_by_key, draft.config, prompt, steps, rounds, seed)
     points = [{"k": k, "ms": timings[k]["ms"]} for k in ks]
+    device = next(draft.parameters()).device
     fit = fit_linear([p["k"] for p in points], [p["ms"] for p in points])
     return {
         **fit,
@@ -121,5 +123,13 @@ def profile_draft(
         "steps": steps,
         "rounds": rounds,
         "threads": torch.get_num_threads(),
-        "device": str(next(draft.parameters()).device),
+        "device": str(device),
+        "hardware": device_name(device),
+        "lm_head_share": lm_head_share(fit, vocab),
     }
+
+
+def lm_head_share(fit: dict[str, float], vocab: int) -> float:
+    """The full LM head's share of the draft's decode step by the fit: b*V / (a + b*V)."""
+    head = fit["b_ms_per_row"] * vocab
+    return head / (fit["a_ms"] + head)
