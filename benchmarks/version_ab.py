@@ -286,7 +286,7 @@ def main() -> None:
     from spec_decode import humaneval, humaneval_chat
     from transformers import AutoTokenizer
 
-    from hf_vocabtrim.measure.hardware import cpu_model
+    from hf_vocabtrim.hardware import cpu_model
 
     started = time.perf_counter()
     plans = [_plan_spec(spec)[0] for spec in args.plans]

@@ -13,7 +13,7 @@ MAX_FUNCTION_LINES = 80
 STAGES = ("data", "selection", "model", "measure", "engines", "commands")
 # a module may import from its own rank and below; loose modules at the top of the package sit where they read
 RANK = {"loaders": 0, "tiny": 0, "data": 1, "selection": 2, "model": 3, "measure": 4, "engines": 4, "hub": 5}
-RANK |= {"demo": 6, "commands": 7, "__init__": 8, "__main__": 8}
+RANK |= {"hardware": 0, "demo": 6, "commands": 7, "__init__": 8, "__main__": 8}
 TRAVELLING = {"model.configuration_trimmed_draft", "model.modeling_trimmed_draft", "model.trimmed_head"}
 
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..measure.hardware import device_name
+from ..hardware import device_name
 
 CPU_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 ERROR_LINES = 20  # of vLLM's output, in the error of a failed run

@@ -3,5 +3,5 @@
 
 Open ``assisted_costs.py`` first (``profile_assisted``: the cost model measured inside real ``generate()`` rounds).
 ``profiling.py`` times the draft's decode step against k; ``instrument.py`` records what assisted rounds draft and
-accept; ``hardware.py`` names the machine a result was measured on.
+accept (``hf_vocabtrim.hardware`` names the machine a result was measured on).
 """

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..hardware import device_name
 from ..model.modeling_trimmed_draft import TrimmedDraftModel
-from .hardware import device_name
 
 Step = Callable[[torch.Tensor, Any], torch.Tensor]
 
