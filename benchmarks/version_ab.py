@@ -239,7 +239,7 @@ def summarize(rows: dict[str, list[dict[str, Any]]], plans: list[str], ks: dict[
                 entry[f"drafting_ms_per_proposal_{version}"] - entry[f"forward_ms_per_proposal_{version}"]
             )
             prompts = rows[f"{version}/{label}"]
-            tokens = sum(len(p["output"]) for p in prompts)
+            tokens = sum(p["new_tokens"] for p in prompts)
             entry[f"tau_{version}"] = tokens / sum(_median(p["rounds"]) for p in prompts)
         if label == "untrimmed":  # the same model code in both environments: the noise floor of v04_vs_v03
             result["control"] = {"untrimmed": entry}
@@ -318,6 +318,7 @@ def main() -> None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         target_rows = []
+        outputs: dict[str, str] = {}  # per prompt, the one output every run gave (decoded)
         for index, input_ids in enumerate(prompts):
             reference = None
             if args.with_target:
@@ -335,11 +336,12 @@ def main() -> None:
                         raise SystemExit(f"LOSSLESS CHECK FAILED: {version}/{label} differs on prompt {index}")
                     runs[f"{version}/{label}"].append(result)
             for key, results in runs.items():
-                row = {"prompt": names[index], "output": results[0]["output"]}
+                row = {"prompt": names[index], "new_tokens": len(results[0]["output"])}
                 for field in ("seconds", "rounds", "proposals", "drafting_seconds", "forward_seconds"):
                     row[field] = [r[field] for r in results]
                 row["decode_step_ms"] = [r["decode_step_ms_median"] for r in results]
                 rows[key].append(row)
+            outputs[names[index]] = tokenizer.decode(reference or [])
             line = ", ".join(f"{key} {_median(rows[key][-1]['seconds']):.1f} s" for key in rows)
             print(f"{names[index]}: {len(reference or [])} tokens; {line}", flush=True)
             (out / "v03_vs_v04.partial.json").write_text(json.dumps(rows))
@@ -376,6 +378,7 @@ def main() -> None:
         + (" and to the target alone's" if args.with_target else ""),
         "target_alone": target_rows or None,
         "per_prompt": rows,
+        "outputs": outputs,
         "wall_seconds": time.perf_counter() - started,
     }
     (out / "v03_vs_v04.json").write_text(json.dumps(report, indent=2))

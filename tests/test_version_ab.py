@@ -49,7 +49,8 @@ def test_version_ab_smoke(tiny_tokenizer, tmp_path: Path) -> None:
         assert entry["tau_v03"] == entry["tau_v04"]  # the same code on both sides: the same acceptance
     rows = report["per_prompt"]
     assert set(rows) == {f"{v}/{d}" for v in ("v03", "v04") for d in ("untrimmed", "small", "large")}
-    outputs = {json.dumps(row["output"]) for key in rows for row in rows[key] if row["prompt"].endswith("[0]")}
-    assert len(outputs) == 1  # lossless: every draft, version and round gave the target's output
+    assert list(report["outputs"]) == [f"prompts.json[{i}]" for i in range(3)]  # one output per prompt: lossless
+    new_tokens = {key: [row["new_tokens"] for row in rows[key]] for key in rows}
+    assert all(counts == [r["new_tokens"] for r in report["target_alone"]] for counts in new_tokens.values())
     assert all(len(row["seconds"]) == 2 for key in rows for row in rows[key])
     assert len(report["target_alone"]) == 3 and not (tmp_path / "out" / "v03_vs_v04.partial.json").exists()
