@@ -28,11 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,7 @@ def _worker(args: argparse.Namespace) -> None:
     for model in drafts.values():
         model.register_forward_pre_hook(before, with_kwargs=True)
         model.register_forward_hook(after, with_kwargs=True)
+    # not hf_vocabtrim's record_assisted: it moved and changed between releases; this timer is the same in both
     get_candidates = AssistedCandidateGenerator.get_candidates
 
     def timed_get_candidates(self: Any, input_ids: Any, **kwargs: Any) -> Any:
@@ -119,7 +120,7 @@ def _worker(args: argparse.Namespace) -> None:
             "drafting_seconds": sum(s for s, _ in rounds),
             "forward_seconds": sum(s for _, s in forwards),
             "decode_steps": len(steps),
-            "decode_step_ms_median": 1000 * statistics.median(steps) if steps else None,
+            "decode_step_ms_median": 1000 * median(steps) if steps else None,
         }
 
     info = {
@@ -198,27 +199,16 @@ def _commit(source: str | None) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def summarize(rows: dict[str, list[dict[str, Any]]], plans: list[str], ks: dict[str, int]) -> dict[str, Any]:
     """Per plan the paired ratios (median over prompts of per-prompt ratios of median seconds, 95% bootstrap CI)."""
-    from spec_decode import bootstrap_ci
-
-    def seconds(version: str, label: str) -> list[float]:
-        return [_median(p["seconds"]) for p in rows[f"{version}/{label}"]]
-
-    def ratio(slow: list[float], fast: list[float]) -> tuple[float, list[float]]:
-        values = [s / f for s, f in zip(slow, fast)]  # tokens/s of `fast` over `slow` (same tokens)
-        return _median(values), bootstrap_ci(values)
+    from spec_decode import paired_ratios  # tokens/s of its first rows over its second, per prompt
 
     def per_proposal_ms(version: str, label: str, key: str) -> float:
         prompts = rows[f"{version}/{label}"]
-        return _median([1000 * _median(p[key]) / _median(p["proposals"]) for p in prompts])
+        return median([1000 * median(p[key]) / median(p["proposals"]) for p in prompts])
 
     def step_ms(version: str, label: str) -> float:
-        return _median([_median(p["decode_step_ms"]) for p in rows[f"{version}/{label}"]])
+        return median([median(p["decode_step_ms"]) for p in rows[f"{version}/{label}"]])
 
     result: dict[str, Any] = {"plans": {}}
     for label in ["untrimmed", *plans]:
@@ -226,11 +216,11 @@ def summarize(rows: dict[str, list[dict[str, Any]]], plans: list[str], ks: dict[
         if label != "untrimmed":
             entry["k"] = ks[label]
             for version in VERSIONS:
-                median, ci = ratio(seconds(version, "untrimmed"), seconds(version, label))
-                entry[f"{version}_vs_untrimmed_median"] = median
+                ratio, ci = paired_ratios(rows[f"{version}/{label}"], rows[f"{version}/untrimmed"])
+                entry[f"{version}_vs_untrimmed_median"] = ratio
                 entry[f"{version}_vs_untrimmed_ci95"] = ci
-        median, ci = ratio(seconds("v03", label), seconds("v04", label))
-        entry["v04_vs_v03_median"], entry["v04_vs_v03_ci95"] = median, ci
+        ratio, ci = paired_ratios(rows[f"v04/{label}"], rows[f"v03/{label}"])
+        entry["v04_vs_v03_median"], entry["v04_vs_v03_ci95"] = ratio, ci
         for version in VERSIONS:
             entry[f"draft_step_ms_{version}"] = step_ms(version, label)
             entry[f"drafting_ms_per_proposal_{version}"] = per_proposal_ms(version, label, "drafting_seconds")
@@ -240,7 +230,7 @@ def summarize(rows: dict[str, list[dict[str, Any]]], plans: list[str], ks: dict[
             )
             prompts = rows[f"{version}/{label}"]
             tokens = sum(p["new_tokens"] for p in prompts)
-            entry[f"tau_{version}"] = tokens / sum(_median(p["rounds"]) for p in prompts)
+            entry[f"tau_{version}"] = tokens / sum(median(p["rounds"]) for p in prompts)
         if label == "untrimmed":  # the same model code in both environments: the noise floor of v04_vs_v03
             result["control"] = {"untrimmed": entry}
         else:
@@ -342,7 +332,7 @@ def main() -> None:
                 row["decode_step_ms"] = [r["decode_step_ms_median"] for r in results]
                 rows[key].append(row)
             outputs[names[index]] = tokenizer.decode(reference or [])
-            line = ", ".join(f"{key} {_median(rows[key][-1]['seconds']):.1f} s" for key in rows)
+            line = ", ".join(f"{key} {median(rows[key][-1]['seconds']):.1f} s" for key in rows)
             print(f"{names[index]}: {len(reference or [])} tokens; {line}", flush=True)
             (out / "v03_vs_v04.partial.json").write_text(json.dumps(rows))
     finally:
